@@ -1,0 +1,3 @@
+from nixdrift.cli import main
+
+raise SystemExit(main())

@@ -1,0 +1,1 @@
+"""Live capture: one collector module per source, each `capture(root, declared) -> Section`."""

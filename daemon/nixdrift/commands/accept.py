@@ -1,0 +1,16 @@
+"""`nixdrift accept` (not implemented yet)."""
+
+from __future__ import annotations
+
+import argparse
+
+from nixdrift.errors import NixdriftError
+
+
+def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    p = sub.add_parser("accept", help="(not implemented yet)")
+    p.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    raise NixdriftError("nixdrift accept is not implemented yet")

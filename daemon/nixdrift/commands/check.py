@@ -1,0 +1,37 @@
+"""`nixdrift check`: scan once and print the drift."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+from nixdrift import pipeline
+from nixdrift.commands.common import add_scan_options, load_options, progress
+from nixdrift.report import render
+
+FORMATS = ("text", "json", "markdown", "policyreport")
+
+
+def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    p = sub.add_parser(
+        "check",
+        help="compare the flake's declaration with the live host and print the drift",
+        description="Evaluate the host's flake, capture the live system and print every difference. "
+        "Exit 0 when nothing is at or above the threshold, 1 on drift, 2 on error.",
+    )
+    add_scan_options(p, formats=FORMATS)
+    p.add_argument("--color", choices=("auto", "always", "never"), default="auto", help="colour the text output")
+    p.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    _cfg, opts = load_options(args)
+    report = pipeline.scan(opts, progress)
+    color = args.color == "always" or (args.color == "auto" and sys.stdout.isatty())
+    if args.format == "policyreport":
+        from nixdrift.sinks.kube import policy_report_yaml
+
+        sys.stdout.write(policy_report_yaml(report))
+    else:
+        sys.stdout.write(render(report, args.format, color=color))
+    return pipeline.exit_code(report)

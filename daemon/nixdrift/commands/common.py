@@ -1,0 +1,99 @@
+"""Options shared by the commands that scan (check, report, daemon, snapshot, demo)."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import socket
+import sys
+from pathlib import Path
+
+from nixdrift import config as config_mod
+from nixdrift.declared import default_cache_dir
+from nixdrift.errors import NixdriftError
+from nixdrift.models import Severity
+from nixdrift.pipeline import ScanOptions
+from nixdrift.rootfs import Root
+
+
+def severity_arg(text: str) -> Severity:
+    try:
+        return Severity.parse(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
+def add_config(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--config",
+        metavar="FILE",
+        help=f"YAML configuration (default: {config_mod.DEFAULT_PATH} when present)",
+    )
+
+
+def add_scan_options(parser: argparse.ArgumentParser, *, formats: tuple[str, ...] = ()) -> None:
+    parser.add_argument(
+        "--flake",
+        metavar="REF",
+        help="the host's flake (default: the configured flake, else /etc/nixos)",
+    )
+    parser.add_argument("--host", metavar="NAME", help="nixosConfigurations entry (default: hostname)")
+    parser.add_argument(
+        "--root",
+        metavar="DIR",
+        help="read the host below DIR (a mounted disk, a fixture tree or a `nixdrift snapshot`)",
+    )
+    add_config(parser)
+    parser.add_argument(
+        "--threshold",
+        type=severity_arg,
+        metavar="SEVERITY",
+        help="lowest severity that counts as drift: info, low, medium, high, critical "
+        "(default: the config's alertThreshold, else medium)",
+    )
+    parser.add_argument("--no-cache", action="store_true", help="evaluate the flake even if cached")
+    parser.add_argument("--cache-dir", metavar="DIR", help="evaluation cache (default: $XDG_CACHE_HOME/nixdrift)")
+    if formats:
+        parser.add_argument("--format", choices=formats, default=formats[0], help="output format")
+
+
+def host_name(root: Root) -> str:
+    """The host's name: /etc/hostname below the root, else (live only) the kernel's."""
+    try:
+        name = root.read_text("/etc/hostname").strip()
+    except OSError:
+        name = ""
+    if not name and root.is_live:
+        name = socket.gethostname().split(".", 1)[0]
+    if not name:
+        raise NixdriftError(f"cannot tell the host name below {root.prefix}; pass --host")
+    return name
+
+
+def load_options(args: argparse.Namespace) -> tuple[config_mod.Config, ScanOptions]:
+    cfg = config_mod.load(getattr(args, "config", None))
+    root = Root.of(getattr(args, "root", None))
+    if root.prefix != Path("/") and not root.prefix.is_dir():
+        raise NixdriftError(f"--root {root.prefix} is not a directory")
+    flake = args.flake or cfg.flake or "/etc/nixos"
+    host = args.host or cfg.host_name or host_name(root)
+    if getattr(args, "no_cache", False):
+        cache: Path | None = None
+    elif getattr(args, "cache_dir", None):
+        cache = Path(args.cache_dir)
+    else:
+        cache = default_cache_dir()
+    opts = ScanOptions(
+        flake=flake,
+        host=host,
+        root=root,
+        cache_dir=cache,
+        policy=cfg.policy(getattr(args, "threshold", None)),
+    )
+    return cfg, opts
+
+
+def progress(message: str) -> None:
+    """Progress on stderr, only for a person watching a terminal."""
+    if sys.stderr.isatty() and not os.environ.get("NIXDRIFT_QUIET"):
+        print(f"nixdrift: {message}…", file=sys.stderr, flush=True)

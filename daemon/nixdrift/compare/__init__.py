@@ -1,0 +1,1 @@
+"""Comparators: one pure function per category, declared + live section -> findings."""

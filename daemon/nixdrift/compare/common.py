@@ -1,0 +1,60 @@
+"""The one constructor comparators use for findings: severity and impact come from the policy rule."""
+
+from __future__ import annotations
+
+import shlex
+from collections.abc import Mapping
+
+from nixdrift.models import Category, Finding, Fix, Kind
+from nixdrift.policy import rule
+
+
+def finding(
+    *,
+    rule_name: str,
+    id: str,
+    category: Category,
+    subject: str,
+    kind: Kind,
+    expected: str,
+    actual: str,
+    message: str,
+    nix: str = "",
+    command: str = "",
+    safe: bool = False,
+    reason: str = "",
+    evidence: Mapping[str, str] | None = None,
+) -> Finding:
+    severity, impact = rule(rule_name)
+    if not safe and not reason:
+        reason = "reverting by hand needs a decision" if command else "no automatic revert exists"
+    return Finding(
+        id=id,
+        category=category,
+        subject=subject,
+        kind=kind,
+        expected=expected,
+        actual=actual,
+        message=message,
+        impact=impact,
+        severity=severity,
+        fix=Fix(nix=nix, command=command, safe=safe, reason=reason),
+        evidence={"rule": rule_name, **(evidence or {})},
+    )
+
+
+def sh(*argv: str) -> str:
+    """A shell command line with every argument quoted (host data is never trusted)."""
+    return shlex.join(argv)
+
+
+def nix_str(text: str) -> str:
+    """A Nix string literal for arbitrary text."""
+    escaped = text.replace("\\", "\\\\").replace('"', '\\"').replace("${", "\\${").replace("\n", "\\n")
+    return f'"{escaped}"'
+
+
+def nix_attr(name: str) -> str:
+    """An attribute name, quoted when it is not a plain identifier."""
+    ok = name and (name[0].isalpha() or name[0] == "_") and all(c.isalnum() or c in "_-'" for c in name)
+    return name if ok else nix_str(name)

@@ -1,0 +1,180 @@
+"""Evaluate the host's flake into a DeclaredState, cached by the flake's identity.
+
+The identity of a local git flake is the index (blob hashes of tracked files) plus the diff of
+the working tree: exactly what nix copies, so an edit in a dirty tree is a new identity and an
+unchanged tree is never evaluated twice. A local non-git directory is hashed file by file; any
+other reference (github:, a registry name) is identified by `nix flake metadata`'s locked hash.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import os
+import tempfile
+from dataclasses import dataclass
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+from nixdrift import __version__
+from nixdrift.declared import nix
+from nixdrift.declared.model import DeclaredState
+from nixdrift.errors import CommandError, EvaluationError, ToolMissingError
+from nixdrift.models import FlakeInfo
+from nixdrift.process import run, which
+
+log = logging.getLogger(__name__)
+
+
+def projection_text() -> str:
+    return resources.files("nixdrift.declared").joinpath("projection.nix").read_text()
+
+
+def default_cache_dir() -> Path:
+    base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
+    return Path(base) / "nixdrift"
+
+
+@dataclass(frozen=True, slots=True)
+class _Local:
+    directory: Path
+    git_top: Path | None
+
+
+def _local_dir(ref: str) -> Path | None:
+    for prefix in ("path:", "git+file://", "git+file:"):
+        if ref.startswith(prefix):
+            ref = ref[len(prefix) :].split("?", 1)[0]
+            break
+    else:
+        if not (ref.startswith(("/", ".", "~")) or os.path.isdir(ref)):
+            return None
+    path = Path(ref).expanduser()
+    return path.resolve() if path.exists() else None
+
+
+def _git(directory: Path, *args: str) -> str:
+    return run(["git", "-C", str(directory), *args], timeout=120).stdout
+
+
+def _git_identity(top: Path) -> tuple[str, str | None, bool]:
+    digest = hashlib.sha256()
+    digest.update(_git(top, "ls-files", "-s", "-z").encode("utf-8", "surrogateescape"))
+    unstaged = _git(top, "diff", "--binary", "--no-ext-diff")
+    digest.update(unstaged.encode("utf-8", "surrogateescape"))
+    try:
+        rev: str | None = _git(top, "rev-parse", "--verify", "-q", "HEAD").strip() or None
+    except CommandError:
+        rev = None
+    if rev is None:
+        return "git:" + digest.hexdigest(), None, True
+    staged = _git(top, "diff", "--cached", "--name-only", "--no-ext-diff", "HEAD")
+    dirty = bool(unstaged) or bool(staged.strip())
+    return "git:" + digest.hexdigest(), rev, dirty
+
+
+def _tree_identity(directory: Path) -> str:
+    digest = hashlib.sha256()
+    for dirpath, dirnames, filenames in os.walk(directory):
+        dirnames.sort()
+        for name in sorted(filenames):
+            path = Path(dirpath, name)
+            digest.update(os.fsencode(path.relative_to(directory)) + b"\0")
+            try:
+                digest.update(path.read_bytes())
+            except OSError:
+                digest.update(b"<unreadable>")
+    return "tree:" + digest.hexdigest()
+
+
+def flake_info(ref: str) -> FlakeInfo:
+    """Identify the flake without evaluating it (cheap for local trees)."""
+    directory = _local_dir(ref)
+    if directory is not None:
+        if not (directory / "flake.nix").exists():
+            raise EvaluationError(f"{directory} holds no flake.nix")
+        if which("git") and (top := _git_top(directory)) is not None:
+            identity, rev, dirty = _git_identity(top)
+            return FlakeInfo(reference=ref, revision=rev, dirty=dirty, identity=identity)
+        return FlakeInfo(reference=ref, identity=_tree_identity(directory))
+    meta = nix.flake_metadata(ref)
+    locked = meta.get("locked") or {}
+    rev = meta.get("revision") or locked.get("rev")
+    identity = "nar:" + str(locked.get("narHash") or meta.get("url") or ref)
+    return FlakeInfo(reference=ref, revision=rev, dirty=rev is None, identity=identity)
+
+
+def _git_top(directory: Path) -> Path | None:
+    try:
+        out = _git(directory, "rev-parse", "--show-toplevel").strip()
+    except CommandError:
+        return None
+    return Path(out) if out else None
+
+
+def _cache_key(info: FlakeInfo, host: str) -> str:
+    projection = hashlib.sha256(projection_text().encode()).hexdigest()
+    key = json.dumps([info.identity, info.reference, host, projection, __version__])
+    return hashlib.sha256(key.encode()).hexdigest()
+
+
+def _read_cache(path: Path) -> dict[str, Any] | None:
+    try:
+        data = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return None
+    return data if isinstance(data, dict) else None
+
+
+def _write_cache(path: Path, data: dict[str, Any]) -> None:
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".tmp-")
+        with os.fdopen(fd, "w") as handle:
+            json.dump(data, handle, sort_keys=True)
+        os.replace(tmp, path)
+    except OSError as exc:  # a read-only cache is a slower run, not a failure
+        log.warning("cannot write evaluation cache %s: %s", path, exc)
+
+
+def _hosts(ref: str) -> list[str]:
+    names = nix.eval_json(f"{ref}#nixosConfigurations", apply="builtins.attrNames")
+    return [str(n) for n in names] if isinstance(names, list) else []
+
+
+def evaluate_raw(ref: str, host: str) -> Any:
+    installable = f"{ref}#nixosConfigurations.{nix.attr_name(host)}.config"
+    try:
+        return nix.eval_json(installable, apply=projection_text())
+    except EvaluationError:
+        try:
+            hosts = _hosts(ref)
+        except EvaluationError:
+            raise
+        if host not in hosts:
+            present = ", ".join(sorted(hosts)) or "none"
+            raise EvaluationError(
+                f"host {host!r} is not in {ref}'s nixosConfigurations (present: {present}); pass --host"
+            ) from None
+        raise
+
+
+def evaluate(ref: str, host: str, cache_dir: Path | None) -> DeclaredState:
+    """The declared state of `host` in flake `ref`; `cache_dir=None` skips the cache."""
+    if which("nix") is None:
+        raise ToolMissingError("nix is not installed or not on PATH (nixdrift needs `nix eval`)")
+    info = flake_info(ref)
+    cache_path = cache_dir / f"{_cache_key(info, host)}.json" if cache_dir is not None else None
+    if cache_path is not None and (cached := _read_cache(cache_path)) is not None:
+        log.debug("evaluation cache hit: %s", cache_path)
+        raw = cached.get("declared")
+    else:
+        log.info("evaluating %s#nixosConfigurations.%s", ref, host)
+        raw = evaluate_raw(ref, host)
+        if cache_path is not None:
+            _write_cache(cache_path, {"declared": raw, "identity": info.identity, "host": host})
+    if not isinstance(raw, dict):
+        raise EvaluationError(f"the projection of {ref}#{host} is not an attribute set")
+    return DeclaredState.from_json(host, info, raw)
