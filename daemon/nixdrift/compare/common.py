@@ -58,3 +58,20 @@ def nix_attr(name: str) -> str:
     """An attribute name, quoted when it is not a plain identifier."""
     ok = name and (name[0].isalpha() or name[0] == "_") and all(c.isalnum() or c in "_-'" for c in name)
     return name if ok else nix_str(name)
+
+
+def printable(text: str) -> str:
+    """A path or name as one printable line: odd bytes (kept as surrogates) and control
+    characters are shown as escapes, so ids stay stable and reports stay one line per item."""
+    out: list[str] = []
+    for ch in text:
+        code = ord(ch)
+        if 0xDC80 <= code <= 0xDCFF:  # an undecodable byte kept by surrogateescape
+            out.append(f"\\x{code - 0xDC00:02x}")
+        elif code < 0x20 or code == 0x7F:
+            out.append(f"\\x{code:02x}")
+        elif ch == "\\":
+            out.append("\\\\")
+        else:
+            out.append(ch)
+    return "".join(out)

@@ -1,0 +1,47 @@
+"""What the declared system's closure ships: its etc/ tree and its unit files.
+
+The declared toplevel is a store path; it is read below the root, falling back to the local store
+(see rootfs). When it is not realised anywhere, callers get None and say so.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from nixdrift.declared.model import DeclaredState
+from nixdrift.rootfs import Root
+
+UNIT_SUFFIXES = (
+    ".service", ".socket", ".timer", ".target", ".path", ".mount", ".automount", ".swap", ".slice", ".scope",
+)  # fmt: skip
+
+
+def toplevel_dir(root: Root, declared: DeclaredState) -> Path | None:
+    """The declared toplevel on this machine, or None when it was never built here."""
+    if not declared.toplevel:
+        return None
+    path = root.real(declared.toplevel)
+    return path if path.is_dir() else None
+
+
+def etc_dir(root: Root, declared: DeclaredState) -> Path | None:
+    top = toplevel_dir(root, declared)
+    return top / "etc" if top is not None and (top / "etc").is_dir() else None
+
+
+def unit_dir(root: Root, declared: DeclaredState) -> Path | None:
+    etc = etc_dir(root, declared)
+    units = etc / "systemd" / "system" if etc is not None else None
+    return units if units is not None and units.is_dir() else None
+
+
+def unit_names(root: Root, declared: DeclaredState) -> frozenset[str]:
+    """Every unit the closure ships (files and links alike), plus those the flake declares."""
+    names = {u for u, d in declared.units.items() if d.enable}
+    units = unit_dir(root, declared)
+    if units is not None:
+        for entry in os.scandir(units):
+            if entry.name.endswith(UNIT_SUFFIXES):
+                names.add(entry.name)
+    return frozenset(names)
