@@ -78,7 +78,8 @@ class Config:
 
 
 def _where(path: Path | None, node: yaml.Node, key: str) -> str:
-    return f"{path or '<config>'}:{node.start_mark.line + 1}: {key}"
+    where = f"{path or '<config>'}:{node.start_mark.line + 1}"
+    return f"{where}: {key}" if key else where
 
 
 class _Reader:
@@ -98,20 +99,26 @@ class _Reader:
                 hint = difflib.get_close_matches(name, list(allowed), n=1)
                 more = f" (did you mean {hint[0]!r}?)" if hint else f" (known: {', '.join(sorted(allowed))})"
                 raise self.fail(k_node, f"{key}.{name}" if key else name, "unknown key" + more)
+            if name in out:  # YAML keeps the last silently; a lost exception list must not go unnoticed
+                raise self.fail(k_node, f"{key}.{name}" if key else name, "duplicate key")
             out[name] = v_node
         return out
 
     def scalar(self, node: yaml.Node, key: str) -> Any:
         if not isinstance(node, yaml.ScalarNode):
             raise self.fail(node, key, "expected a single value")
-        return yaml.safe_load(yaml.serialize(node))
+        try:  # construct the node itself: re-serialising an empty value (`flake:`) does not parse back
+            return yaml.SafeLoader("").construct_object(node, deep=True)
+        except (yaml.YAMLError, ValueError) as exc:  # unknown tag, impossible date, ...
+            raise self.fail(node, key, f"cannot read value: {str(exc).splitlines()[0]}") from None
 
     def string(self, node: yaml.Node, key: str) -> str | None:
         value = self.scalar(node, key)
         if value is None:
             return None
-        if not isinstance(value, str | int | float):
-            raise self.fail(node, key, "expected a string")
+        if not isinstance(value, str | int | float) or isinstance(value, bool):
+            # yes/no/on/off are booleans in YAML: a host named "yes" must be quoted, not read as "True"
+            raise self.fail(node, key, f"expected a string, got {value!r} (quote it)")
         return str(value)
 
     def boolean(self, node: yaml.Node, key: str) -> bool:
