@@ -23,8 +23,9 @@ let
   };
   configFile = settingsFormat.generate "nixdrift.yaml" (lib.recursiveUpdate typedSettings cfg.settings);
 
-  writable = [ stateDir cfg.reportDir ]
-    ++ lib.optional (cfg.prometheus.textfileDir != null) cfg.prometheus.textfileDir
+  # "-": a directory that does not exist yet must not keep the service from starting
+  writable = [ stateDir "-${cfg.reportDir}" ]
+    ++ lib.optional (cfg.prometheus.textfileDir != null) "-${cfg.prometheus.textfileDir}"
     # reverting a low-severity drift writes where the drift is: /etc and the runtime unit dirs
     ++ lib.optionals cfg.autoRemediate [ "/etc" "/run/systemd/system" ];
 
@@ -186,6 +187,7 @@ in
     ];
 
     environment.systemPackages = [ cfg.package ];
+    systemd.tmpfiles.rules = [ "d ${cfg.reportDir} 0750 root root -" ];
     environment.etc."nixdrift/config.yaml".source = configFile;
 
     systemd.services.nixdrift = {

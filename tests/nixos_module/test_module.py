@@ -59,7 +59,7 @@ def test_service_is_a_hardened_notify_daemon() -> None:
     for key in ("NoNewPrivileges", "ProtectKernelTunables", "ProtectKernelModules", "ProtectControlGroups"):
         assert sc[key] is True, key
     assert sc["ProtectSystem"] == "strict"
-    assert sc["ReadWritePaths"] == ["/var/lib/nixdrift", "/var/lib/nixdrift/reports"]
+    assert sc["ReadWritePaths"] == ["/var/lib/nixdrift", "-/var/lib/nixdrift/reports"]
     assert sorted(sc["CapabilityBoundingSet"]) == ["CAP_DAC_READ_SEARCH", "CAP_NET_ADMIN", "CAP_SYS_PTRACE"]
 
 
@@ -75,8 +75,10 @@ def test_report_timer_is_persistent_and_follows_schedule() -> None:
     assert report["SuccessExitStatus"] == "0 1"
 
 
-def test_package_is_on_the_system_path() -> None:
-    assert config_of({})["environment"]["systemPackages"] == [PACKAGE]
+def test_package_is_on_the_system_path_and_report_dir_exists() -> None:
+    cfg = config_of({"reportDir": "/srv/drift"})
+    assert cfg["environment"]["systemPackages"] == [PACKAGE]
+    assert cfg["systemd"]["tmpfiles"]["rules"] == ["d /srv/drift 0750 root root -"]
 
 
 def test_rendered_config_is_read_by_the_daemon_as_set() -> None:
@@ -107,7 +109,7 @@ def test_rendered_config_is_read_by_the_daemon_as_set() -> None:
     assert loaded.kubernetes.kubeconfig == "/run/keys/kube"
     assert loaded.severity == {"repo/*": Severity.LOW}
     sc = cfg["systemd"]["services"]["nixdrift"]["serviceConfig"]
-    assert "/var/lib/node-exporter" in sc["ReadWritePaths"]
+    assert "-/var/lib/node-exporter" in sc["ReadWritePaths"]
     assert "/etc" in sc["ReadWritePaths"]  # auto-remediation writes where the drift is
 
 
