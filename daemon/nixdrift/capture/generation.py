@@ -1,13 +1,113 @@
-"""Live capture for this category (placeholder until implemented)."""
+"""The running, booted and profiled system generations.
+
+`/run/current-system` is the system that runs, `/run/booted-system` the one that booted and
+`/nix/var/nix/profiles/system` (-> `system-N-link` -> store path) the one the next boot starts.
+All three are symlinks resolved below the root, so a fixture tree or a snapshot works alike.
+"""
 
 from __future__ import annotations
 
+import os
+import re
+from dataclasses import dataclass
+
+from nixdrift.capture.manifests import store_path_of
 from nixdrift.declared.model import DeclaredState
 from nixdrift.models import Category, Section
 from nixdrift.rootfs import Root
 
-SNAPSHOT_PATHS: tuple[str, ...] = ()
+CURRENT = "/run/current-system"
+BOOTED = "/run/booted-system"
+PROFILES = "/nix/var/nix/profiles"
+SYSTEM_PROFILE = f"{PROFILES}/system"
+# what nixos-rebuild compares to decide that a reboot is needed (the rest changes on switch)
+BOOT_PARTS = ("kernel", "initrd", "kernel-modules")
+
+SNAPSHOT_PATHS: tuple[str, ...] = (CURRENT, BOOTED, PROFILES)
+
+_GEN_LINK = re.compile(r"^system-([0-9]+)-link$")
 
 
-def capture(root: Root, declared: DeclaredState) -> Section[object]:
-    return Section.missing(Category.GENERATION, "not implemented yet")
+@dataclass(frozen=True, slots=True)
+class SystemGeneration:
+    number: int
+    link: str  # host path, e.g. /nix/var/nix/profiles/system-42-link
+    target: str | None  # the store path it points at
+
+
+@dataclass(frozen=True, slots=True)
+class LiveGeneration:
+    current: str | None  # store path of /run/current-system
+    booted: str | None
+    profile: str | None  # store path of /nix/var/nix/profiles/system
+    profile_number: int | None  # N of the system-N-link the profile points at
+    current_boot: tuple[str, ...] | None  # kernel, initrd, modules of the current system when readable
+    booted_boot: tuple[str, ...] | None
+    generations: tuple[SystemGeneration, ...]
+    declared_built: bool  # the declared toplevel is in the store (below the root or locally)
+
+    @property
+    def current_number(self) -> int | None:
+        """The generation number of the running system, when a system-N-link points at it."""
+        numbers = [g.number for g in self.generations if self.current and g.target == self.current]
+        return max(numbers) if numbers else None
+
+
+def _target(root: Root, path: str) -> str | None:
+    """The store path a system link points at, or None when it is absent or not a store path."""
+    if not os.path.lexists(root.path(path)):
+        return None
+    return store_path_of(root.resolve(path))
+
+
+def _boot_parts(root: Root, toplevel: str | None) -> tuple[str, ...] | None:
+    if toplevel is None:
+        return None
+    parts: list[str] = []
+    for name in BOOT_PARTS:
+        link = f"{toplevel}/{name}"
+        if root.readlink(link) is None:
+            return None  # the closure is not here (or not a NixOS toplevel): compare toplevels instead
+        parts.append(root.resolve(link))
+    return tuple(parts)
+
+
+def _generations(root: Root) -> tuple[SystemGeneration, ...]:
+    try:
+        entries = os.listdir(root.path(PROFILES))
+    except OSError:
+        return ()
+    found: list[SystemGeneration] = []
+    for name in entries:
+        if match := _GEN_LINK.match(name):
+            link = f"{PROFILES}/{name}"
+            found.append(SystemGeneration(int(match.group(1)), link, store_path_of(root.resolve(link))))
+    return tuple(sorted(found, key=lambda g: g.number))
+
+
+def _profile_number(root: Root) -> int | None:
+    target = root.readlink(SYSTEM_PROFILE)
+    match = _GEN_LINK.match(os.path.basename(target)) if target else None
+    return int(match.group(1)) if match else None
+
+
+def capture(root: Root, declared: DeclaredState) -> Section[LiveGeneration]:
+    if not declared.toplevel:
+        reason = "the flake declares no system.build.toplevel: nothing to compare the running system with"
+        return Section.missing(Category.GENERATION, reason)
+    current = _target(root, CURRENT)
+    if current is None:
+        reason = f"{CURRENT} is not a link into the store: not a running NixOS system"
+        return Section.missing(Category.GENERATION, reason)
+    booted = _target(root, BOOTED)
+    live = LiveGeneration(
+        current=current,
+        booted=booted,
+        profile=_target(root, SYSTEM_PROFILE),
+        profile_number=_profile_number(root),
+        current_boot=_boot_parts(root, current),
+        booted_boot=_boot_parts(root, booted),
+        generations=_generations(root),
+        declared_built=root.real(declared.toplevel).exists(),
+    )
+    return Section(Category.GENERATION, live)

@@ -1,13 +1,300 @@
-"""Live capture for this category (placeholder until implemented)."""
+"""Installed packages: the running system's environment and every Nix profile on the host.
+
+The system's packages are the store paths that `/run/current-system/sw` and the per-user
+environments `/etc/profiles/per-user/<user>` (where `users.users.<n>.packages` land) link to.
+Their top-level entries (bin, sbin, lib, share, ...) are read first; real directories below are
+walked only while a declared package is still unseen, so a host as declared costs one listing.
+
+Profiles (`nix-env`, `nix profile`) are read from their generation's manifest, without nix.
+"""
 
 from __future__ import annotations
 
-from nixdrift.declared.model import DeclaredState
+import os
+import posixpath
+import re
+from collections import deque
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
+
+from nixdrift.capture.manifests import (
+    ProfileElement,
+    ProfileTool,
+    parse_manifest_json,
+    parse_manifest_nix,
+    store_name,
+    store_path_of,
+)
+from nixdrift.declared.model import DeclaredPackage, DeclaredState
 from nixdrift.models import Category, Section
 from nixdrift.rootfs import Root
 
-SNAPSHOT_PATHS: tuple[str, ...] = ()
+CURRENT_SW = "/run/current-system/sw"
+USER_ENVS = "/etc/profiles/per-user"
+PROFILES = "/nix/var/nix/profiles"
+PER_USER = f"{PROFILES}/per-user"
+SW_TOP = ("bin", "sbin", "lib", "share", "libexec", "etc")
+# walking stops after this many directory entries (a real system-path has tens of thousands)
+WALK_BUDGET = 200_000
+
+SNAPSHOT_PATHS: tuple[str, ...] = (
+    "/run/current-system",
+    USER_ENVS,
+    PROFILES,
+    "/etc/passwd",
+    "/root/.nix-profile",
+    "/root/.local/state/nix/profiles",
+)
+
+_GEN_LINK = re.compile(r"-[0-9]+-link$")
+# profiles that hold no packages: the system itself and nix-channel's channels
+_NOT_PACKAGE_PROFILES = frozenset({"system", "channels", "per-user", "system-profiles"})
 
 
-def capture(root: Root, declared: DeclaredState) -> Section[object]:
-    return Section.missing(Category.PACKAGES, "not implemented yet")
+@dataclass(frozen=True, slots=True)
+class Profile:
+    path: str  # the profile link itself (not its -N-link), as the host names it
+    owner: str | None  # the user whose profile it is; None for a system-wide profile
+    generation: str  # the store path the profile points at
+    tool: ProfileTool
+    elements: tuple[ProfileElement, ...]
+
+    @property
+    def is_main(self) -> bool:
+        """The user's default profile (what `nix-env -i` and `nix profile install` use)."""
+        return self.owner is not None and posixpath.basename(self.path) == "profile"
+
+
+@dataclass(frozen=True, slots=True)
+class LivePackages:
+    current_system: str | None  # store path of /run/current-system, None when unreadable
+    system_paths: frozenset[str] | None  # store paths the system environments link to; None when unreadable
+    system_complete: bool  # every directory was walked (a declared path absent from system_paths is missing)
+    profiles: tuple[Profile, ...]
+
+
+def parse_passwd_homes(text: str) -> tuple[tuple[str, str], ...]:
+    """(user, home) pairs from /etc/passwd text; lines that are not accounts are skipped."""
+    homes: list[tuple[str, str]] = []
+    for line in text.splitlines():
+        fields = line.split(":")
+        if len(fields) >= 7 and fields[0] and fields[5].startswith("/") and not line.startswith(("#", "+", "-")):
+            homes.append((fields[0], fields[5]))
+    return tuple(homes)
+
+
+# --- the system's environments --------------------------------------------------------------------
+
+
+def _links(directory: os.PathLike[str] | str) -> Iterator[tuple[str | None, str | None]]:
+    """(symlink target, None) or (None, subdirectory) for each entry of a real directory."""
+    try:
+        with os.scandir(directory) as entries:
+            for entry in entries:
+                if entry.is_symlink():
+                    yield os.readlink(entry.path), None
+                elif entry.is_dir(follow_symlinks=False):
+                    yield None, entry.path
+    except OSError:
+        return
+
+
+class _Seen:
+    """Store paths seen so far, indexed so that a declared package is looked up in O(1)."""
+
+    def __init__(self) -> None:
+        self.paths: set[str] = set()
+        self.names: set[str] = set()
+
+    def add(self, target: str) -> None:
+        path = store_path_of(target)
+        if path is None or path in self.paths:
+            return
+        self.paths.add(path)
+        name = store_name(path)
+        self.names.add(name)
+        base, _, output = name.rpartition("-")
+        if base and output.isalpha():
+            self.names.add(base)  # `curl-8.4.0-bin`: another output of `curl-8.4.0`
+
+    def has(self, declared: DeclaredPackage) -> bool:
+        return package_present(declared, self.paths, self.names)
+
+
+def package_present(declared: DeclaredPackage, paths: frozenset[str] | set[str], names: set[str]) -> bool:
+    """Is a declared package among these store paths? By path, or by name when another output of it
+    was linked (`names` holds each path's name and, for `<name>-<output>`, `<name>` too)."""
+    if declared.path is None:
+        return True  # not a derivation: nothing to look for
+    return declared.path in paths or (declared.name or store_name(declared.path)) in names
+
+
+def _environment_paths(root: Root, envs: list[str], wanted: list[DeclaredPackage]) -> tuple[set[str], bool]:
+    """Store paths linked from the environments' top directories; deeper only while a wanted one is unseen."""
+    seen = _Seen()
+    tops: list[str] = []
+    for env in envs:
+        for target, sub in _links(root.open_path(env)):
+            if target is not None:
+                seen.add(target)  # `sw/bin` itself links into a package when only one has a bin/
+            elif sub is not None and os.path.basename(sub) in SW_TOP:
+                tops.append(sub)
+    deeper: deque[str] = deque()
+    for top in tops:
+        for target, sub in _links(top):
+            if target is not None:
+                seen.add(target)
+            elif sub is not None:
+                deeper.append(sub)
+    # a package may only contribute deep files (share/man/man1/x.1): look there before calling it missing
+    unseen = [d for d in wanted if not seen.has(d)]
+    budget = WALK_BUDGET
+    while deeper and unseen:
+        for target, sub in _links(deeper.popleft()):
+            budget -= 1
+            if target is not None:
+                seen.add(target)
+            elif sub is not None:
+                deeper.append(sub)
+        if budget <= 0:
+            return seen.paths, False
+        unseen = [d for d in unseen if not seen.has(d)]
+    return seen.paths, True
+
+
+def _system(root: Root, declared: DeclaredState) -> tuple[str | None, frozenset[str] | None, bool]:
+    current = store_path_of(root.resolve("/run/current-system"))
+    if current is None or not root.open_path(CURRENT_SW).is_dir():
+        return current, None, False
+    envs = [CURRENT_SW]
+    try:
+        users = sorted(os.listdir(root.path(USER_ENVS)))
+    except OSError:
+        users = []
+    envs += [f"{USER_ENVS}/{u}" for u in users if root.open_path(f"{USER_ENVS}/{u}").is_dir()]
+    wanted = [*declared.system_packages, *(p for u in declared.users.values() for p in u.packages)]
+    paths, complete = _environment_paths(root, envs, wanted)
+    return current, frozenset(paths), complete
+
+
+def path_names(paths: Iterable[str]) -> set[str]:
+    """The names `package_present` matches: each store path's name, and `<name>` for `<name>-<output>`."""
+    seen = _Seen()
+    for path in paths:
+        seen.add(path)
+    return seen.names
+
+
+# --- profiles -------------------------------------------------------------------------------------
+
+
+def _profile_links(root: Root, directory: str) -> list[str]:
+    """The profile links in a profiles directory (not their -N-link generations, not channels)."""
+    try:
+        names = sorted(os.listdir(root.path(directory)))
+    except OSError:
+        return []
+    return [
+        f"{directory}/{name}"
+        for name in names
+        if name not in _NOT_PACKAGE_PROFILES
+        and not _GEN_LINK.search(name)
+        and os.path.islink(root.path(f"{directory}/{name}"))
+    ]
+
+
+def _canonical(root: Root, path: str) -> str:
+    """The profile link a path leads to: the last link before a `<name>-N-link` generation.
+
+    `~/.nix-profile -> /nix/var/nix/profiles/per-user/alice/profile -> profile-7-link -> /nix/store/...`
+    is alice's profile `/nix/var/nix/profiles/per-user/alice/profile`."""
+    current = path
+    canonical = path
+    for _ in range(40):
+        parent = root.resolve(posixpath.dirname(current))
+        current = posixpath.join(parent, posixpath.basename(current))
+        target = root.readlink(current)
+        if target is None:
+            break
+        following = posixpath.normpath(posixpath.join(parent, target))
+        if following.startswith("/nix/store/"):
+            break
+        if _GEN_LINK.search(posixpath.basename(following)):
+            canonical = current
+        current = following
+    return canonical
+
+
+def _owner_of(canonical: str, hint: str | None) -> str | None:
+    if canonical.startswith(PER_USER + "/"):
+        return canonical[len(PER_USER) + 1 :].split("/", 1)[0]
+    return None if canonical.startswith(PROFILES + "/") else hint
+
+
+def _candidates(root: Root) -> list[tuple[str, str | None]]:
+    """Every place a profile may be found, with the user it belongs to when the place says so."""
+    found: list[tuple[str, str | None]] = []
+    try:
+        users = sorted(os.listdir(root.path(PER_USER)))
+    except OSError:
+        users = []
+    for user in users:
+        found += [(p, user) for p in _profile_links(root, f"{PER_USER}/{user}")]
+    found += [(p, None) for p in _profile_links(root, PROFILES)]
+    try:
+        homes = parse_passwd_homes(root.read_text("/etc/passwd"))
+    except OSError:
+        homes = ()
+    if not any(user == "root" for user, _ in homes):
+        homes = (("root", "/root"), *homes)
+    for user, home in homes:
+        if home in ("/", "/var/empty", "/nonexistent"):
+            continue
+        if os.path.islink(root.path(f"{home}/.nix-profile")):
+            found.append((f"{home}/.nix-profile", user))
+        found += [(p, user) for p in _profile_links(root, f"{home}/.local/state/nix/profiles")]
+    return found
+
+
+def _read_profile(root: Root, path: str, owner: str | None) -> tuple[Profile | None, tuple[str, ...]]:
+    generation = store_path_of(root.resolve(path))
+    if generation is None:
+        return None, ()
+    for name, tool, parse in (
+        ("manifest.json", ProfileTool.NIX_PROFILE, parse_manifest_json),
+        ("manifest.nix", ProfileTool.NIX_ENV, parse_manifest_nix),
+    ):
+        manifest = f"{generation}/{name}"
+        if not root.open_path(manifest).is_file():
+            continue
+        try:
+            text = root.read_text(manifest)
+        except OSError as exc:
+            return None, (f"{path}/{name}: unreadable: {exc.strerror}",)
+        elements, problems = parse(text, f"{path}/{name}")
+        return Profile(path, owner, generation, tool, elements), problems
+    return None, ()  # no manifest: not a package profile (home-manager, a system profile)
+
+
+def capture(root: Root, declared: DeclaredState) -> Section[LivePackages]:
+    current, system_paths, complete = _system(root, declared)
+    if current is None and not root.open_path(PROFILES).is_dir():
+        return Section.missing(Category.PACKAGES, f"neither /run/current-system nor {PROFILES} exists: not a Nix host")
+    problems: list[str] = []
+    if current is not None and system_paths is None:
+        problems.append(f"{CURRENT_SW} is unreadable: declared packages were not checked")
+    elif system_paths is not None and not complete:
+        problems.append(f"{CURRENT_SW} has more than {WALK_BUDGET} entries: missing packages were not checked")
+    profiles: list[Profile] = []
+    done: set[str] = set()
+    for path, hint in _candidates(root):
+        canonical = _canonical(root, path)
+        if canonical in done:
+            continue
+        done.add(canonical)
+        profile, bad = _read_profile(root, canonical, _owner_of(canonical, hint))
+        problems += bad
+        if profile is not None:
+            profiles.append(profile)
+    data = LivePackages(current, system_paths, complete, tuple(profiles))
+    return Section(Category.PACKAGES, data, problems=tuple(problems))

@@ -1,13 +1,153 @@
-"""Live capture for this category (placeholder until implemented)."""
+"""The flake's git checkout: uncommitted, untracked and unpushed changes (gitpython).
+
+This is the checkout that was evaluated, on the machine running nixdrift: it is never read below
+`--root`. A flake that is not a local path (github:, a registry name) has no checkout to inspect.
+"""
 
 from __future__ import annotations
+
+import enum
+import os
+import urllib.parse
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
 
 from nixdrift.declared.model import DeclaredState
 from nixdrift.models import Category, Section
 from nixdrift.rootfs import Root
 
-SNAPSHOT_PATHS: tuple[str, ...] = ()
+SNAPSHOT_PATHS: tuple[str, ...] = ()  # the repository lives where nixdrift runs, not on the host
+MAX_FILES = 500  # per list: a checkout with thousands of stray files gets a problem, not thousands of findings
+
+_LOCAL_PREFIXES = ("git+file://", "git+file:", "path:")
 
 
-def capture(root: Root, declared: DeclaredState) -> Section[object]:
-    return Section.missing(Category.REPO, "not implemented yet")
+class Change(enum.Enum):
+    MODIFIED = "modified"
+    ADDED = "added"
+    DELETED = "deleted"
+    RENAMED = "renamed"
+    TYPE_CHANGED = "type changed"
+
+    @classmethod
+    def from_git(cls, letter: str) -> Change:
+        return {"A": cls.ADDED, "D": cls.DELETED, "R": cls.RENAMED, "T": cls.TYPE_CHANGED}.get(letter, cls.MODIFIED)
+
+
+@dataclass(frozen=True, slots=True)
+class FileChange:
+    path: str  # relative to the repository's top
+    change: Change
+    staged: bool  # in the index (else only in the working tree)
+    in_head: bool  # the path exists in HEAD (checking it out reverts the change)
+    renamed_from: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class LiveRepo:
+    top: str
+    flake_dir: str
+    branch: str | None  # None when HEAD is detached
+    head: str | None  # None before the first commit
+    upstream: str | None  # e.g. "origin/main"; None when the branch tracks nothing
+    ahead: int  # commits on the branch that its upstream lacks
+    detached_unpushed: bool  # a detached HEAD that no remote branch contains
+    changes: tuple[FileChange, ...]
+    untracked: tuple[str, ...]
+
+
+def local_checkout(reference: str) -> Path | None:
+    """The directory of a local flake reference (`/etc/nixos`, `path:...`, `git+file://...?dir=sub`)."""
+    ref = reference
+    for prefix in _LOCAL_PREFIXES:
+        if ref.startswith(prefix):
+            ref, _, query = ref[len(prefix) :].partition("?")
+            ref = urllib.parse.unquote(ref)
+            sub = urllib.parse.parse_qs(query).get("dir", [""])[0]
+            return Path(ref, sub).expanduser() if sub else Path(ref).expanduser()
+    if "://" in ref or (":" in ref and not ref.startswith(("/", ".", "~"))):
+        return None  # github:owner/repo, https://..., flake:nixpkgs
+    ref = ref.partition("#")[0]
+    if ref.startswith(("/", ".", "~")) or os.path.isdir(ref):
+        return Path(ref).expanduser()
+    return None  # a registry name such as "nixpkgs"
+
+
+def _changes(repo: Any) -> list[FileChange]:
+    by_path: dict[str, FileChange] = {}
+    head_valid = repo.head.is_valid()
+    if head_valid:
+        for diff in repo.head.commit.diff():  # HEAD -> index: what is staged
+            path = diff.b_path or diff.a_path
+            change = Change.from_git(diff.change_type or "M")
+            renamed = diff.a_path if change is Change.RENAMED else ""
+            by_path[path] = FileChange(path, change, True, change is not Change.ADDED, renamed)
+    else:
+        for path, _stage in repo.index.entries:
+            by_path[path] = FileChange(path, Change.ADDED, True, False)
+    for diff in repo.index.diff(None):  # index -> working tree: what is not staged
+        path = diff.a_path or diff.b_path
+        if path not in by_path:
+            by_path[path] = FileChange(path, Change.from_git(diff.change_type or "M"), False, head_valid)
+    return [by_path[p] for p in sorted(by_path)]
+
+
+def _upstream(repo: Any) -> tuple[str | None, str | None, int, bool]:
+    """(branch, upstream, commits ahead, detached HEAD not on any remote branch)."""
+    if repo.head.is_detached:
+        contained = repo.git.branch("-r", "--contains", "HEAD").strip()
+        return None, None, 0, not contained
+    branch = repo.active_branch
+    tracking = branch.tracking_branch()
+    if tracking is None or not repo.head.is_valid():
+        return branch.name, None, 0, False
+    if not tracking.is_valid():
+        return branch.name, tracking.name, sum(1 for _ in repo.iter_commits(branch.path)), False
+    ahead = sum(1 for _ in repo.iter_commits(f"{tracking.path}..{branch.path}"))
+    return branch.name, tracking.name, ahead, False
+
+
+def capture(root: Root, declared: DeclaredState) -> Section[LiveRepo]:
+    reference = declared.flake.reference
+    directory = local_checkout(reference)
+    if directory is None:
+        return Section.missing(Category.REPO, f"the flake {reference!r} is not a local checkout")
+    if not directory.is_dir():
+        return Section.missing(Category.REPO, f"the flake directory {directory} does not exist here")
+    try:
+        import git  # imported here: gitpython fails at import time when git is not installed
+    except ImportError as exc:
+        return Section.missing(Category.REPO, f"gitpython cannot run git: {exc}")
+    try:
+        repo = git.Repo(directory, search_parent_directories=True)
+    except (git.InvalidGitRepositoryError, git.NoSuchPathError):
+        return Section.missing(Category.REPO, f"the flake directory {directory} is not in a git repository")
+    with repo:
+        if repo.bare or repo.working_tree_dir is None:
+            return Section.missing(Category.REPO, f"{directory} is a bare git repository")
+        try:
+            changes = _changes(repo)
+            untracked = sorted(repo.untracked_files)
+            branch, upstream, ahead, detached_unpushed = _upstream(repo)
+        except git.GitCommandError as exc:
+            return Section.missing(Category.REPO, f"git failed in {directory}: {exc.stderr.strip() or exc}")
+        head = repo.head.commit.hexsha if repo.head.is_valid() else None
+        top = str(repo.working_tree_dir)
+    problems = tuple(
+        f"{top}: {len(items)} {what} files; only the first {MAX_FILES} are reported"
+        for items, what in ((changes, "uncommitted"), (untracked, "untracked"))
+        if len(items) > MAX_FILES
+    )
+    live = LiveRepo(
+        top=top,
+        flake_dir=str(directory.resolve()),
+        branch=branch,
+        head=head,
+        upstream=upstream,
+        ahead=ahead,
+        detached_unpushed=detached_unpushed,
+        changes=tuple(changes[:MAX_FILES]),
+        untracked=tuple(untracked[:MAX_FILES]),
+    )
+    return Section(Category.REPO, live, problems=problems)
