@@ -18,6 +18,7 @@ from pathlib import Path
 
 from nixdrift import __version__
 from nixdrift.capture import exposure, firewall, services
+from nixdrift.capture.packages import parse_passwd_homes
 from nixdrift.categories import TABLE
 from nixdrift.pipeline import now_iso
 from nixdrift.rootfs import SNAPSHOT_DIR, Root
@@ -90,6 +91,19 @@ def copy_paths(root: Root, out: Path, paths: Iterable[str]) -> list[str]:
     return copied
 
 
+def user_profile_paths(root: Root) -> list[str]:
+    """Users' own profile links: known only from passwd, so not in any collector's fixed list."""
+    try:
+        text = root.read_text("/etc/passwd")
+    except OSError:
+        return []
+    paths: list[str] = []
+    for _user, home in parse_passwd_homes(text):
+        if home not in ("/", "/var/empty", "/nonexistent"):
+            paths += [f"{home}/.nix-profile", f"{home}/.local/state/nix/profiles"]
+    return paths
+
+
 def extras() -> list[Extra]:
     found: list[Extra] = []
     for module in (services, firewall, exposure):
@@ -107,6 +121,7 @@ def take(out: Path, host: str, root: Root | None = None) -> dict[str, object]:
     paths = set(ALWAYS)
     for entry in TABLE.values():
         paths.update(entry.snapshot_paths)
+    paths.update(user_profile_paths(root))
     files = copy_paths(root, out, paths)
     captured: list[str] = []
     if root.is_live:

@@ -1,13 +1,373 @@
-"""Live capture for this category (placeholder until implemented)."""
+"""Live /etc, classified the way NixOS's setup-etc.pl builds it.
+
+At activation setup-etc.pl points /etc/static at the system's etc tree (/nix/store/...-etc/etc)
+and, for every entry there, either links /etc/<rel> -> /etc/static/<rel>, or, when the tree holds a
+`<rel>.mode` sidecar, copies the file with that mode and the owner in `<rel>.uid` / `<rel>.gid`
+and lists it in /etc/.clean (`direct-symlink` in the sidecar links straight to the store target).
+Everything else in /etc was written by something other than the flake.
+
+The reference tree is the declared closure's etc when it is realised here, else the running
+system's /etc/static (said in the problems). Only what must be compared is hashed: managed copies,
+files standing where the closure has an entry, and imperative files for the report's evidence
+(never a file on the allowlist, so ssh host keys are never opened). Fifos, sockets and devices are
+never opened. Contents are never kept: a sha256 digest, mode and owner are.
+"""
 
 from __future__ import annotations
 
+import enum
+import hashlib
+import os
+import re
+import stat
+from collections.abc import Callable, Iterator, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+
+from nixdrift.capture import accounts
+from nixdrift.capture.closure import toplevel_dir
+from nixdrift.compare.common import printable
 from nixdrift.declared.model import DeclaredState
 from nixdrift.models import Category, Section
 from nixdrift.rootfs import Root
 
-SNAPSHOT_PATHS: tuple[str, ...] = ()
+SNAPSHOT_PATHS: tuple[str, ...] = ("/etc",)
+
+CLEAN = "/etc/.clean"
+STATIC = "/etc/static"
+MAX_HASH_BYTES = 16 * 1024 * 1024  # an imperative file larger than this is reported by size only
+
+# Owned by another category: neither walked nor compared here.
+SKIP: tuple[str, ...] = (
+    "resolv.conf",  # network: written by resolvconf or linked to systemd-resolved
+    "hostname",  # network: compared with networking.hostName
+    "nixos",  # repo: the configuration repository (can be large: never walked)
+    "systemd/system",  # services: unit directories, runtime enables and masks
+    "systemd/system.control",  # services: `systemctl set-property` drop-ins
+)
+
+# Written by NixOS activation or the running system, not by the flake: never imperative drift.
+# (Where the closure does ship one of these, it is still compared like any managed entry.)
+ALLOW: tuple[str, ...] = (
+    "static",  # setup-etc.pl: the link to the system's etc tree
+    ".clean",  # setup-etc.pl: the list of managed copies
+    "NIXOS",  # setup-etc.pl: the tag file marking a NixOS root
+    "passwd",  # update-users-groups.pl (the users category compares them)
+    "group",
+    "shadow",
+    "gshadow",  # shadow-utils (gpasswd) with mutable users
+    "subuid",  # update-users-groups.pl
+    "subgid",
+    "passwd-",  # shadow-utils backups written by passwd, useradd, groupadd
+    "group-",
+    "shadow-",
+    "gshadow-",
+    ".pwd.lock",  # shadow-utils lock file
+    "machine-id",  # systemd, first boot
+    "adjtime",  # hwclock
+    "localtime",  # timedatectl when time.timeZone is null
+    "mtab",  # activation links it to /proc/mounts
+    "ld.so.cache",  # ldconfig
+    ".updated",  # systemd ConditionNeedsUpdate stamp
+    "ssh/ssh_host_*",  # sshd generates its host keys on first start (secrets: never opened)
+    "NetworkManager/system-connections",  # NetworkManager's own profile store
+    "lvm/archive",  # LVM metadata backups
+    "lvm/backup",
+    "zfs/zpool.cache",  # ZFS pool cache
+    "nixdrift",  # this tool's own directory
+)
+
+# Security-relevant: drift here uses the etc-sensitive rule.
+SENSITIVE: tuple[str, ...] = ("sudoers", "sudoers.d", "ssh", "pam.d", "security", "polkit-1")
 
 
-def capture(root: Root, declared: DeclaredState) -> Section[object]:
-    return Section.missing(Category.ETC, "not implemented yet")
+def _matcher(patterns: tuple[str, ...]) -> Callable[[str], re.Match[str] | None]:
+    """One compiled test for "the path is a pattern or below one" (`*` stays within a name): the
+    walk asks it for every entry, so it must be one regex, not a loop of fnmatch calls."""
+    alternatives = (re.escape(p).replace(r"\*", "[^/]*") for p in patterns)
+    return re.compile(f"(?:{'|'.join(alternatives)})(?:/.*)?", re.DOTALL).fullmatch
+
+
+_SKIPPED = _matcher(SKIP)
+_ALLOWED = _matcher(ALLOW)
+_SENSITIVE = _matcher(SENSITIVE)
+
+
+def skipped(rel: str) -> bool:
+    return _SKIPPED(rel) is not None
+
+
+def allowed(rel: str) -> bool:
+    return _ALLOWED(rel) is not None
+
+
+def sensitive(rel: str) -> bool:
+    return _SENSITIVE(rel) is not None
+
+
+class EntryType(enum.Enum):
+    FILE = "file"
+    SYMLINK = "symlink"
+    DIR = "directory"
+    FIFO = "fifo"
+    SOCKET = "socket"
+    DEVICE = "device"
+
+
+def _type_of(mode: int) -> EntryType:
+    if stat.S_ISREG(mode):
+        return EntryType.FILE
+    if stat.S_ISLNK(mode):
+        return EntryType.SYMLINK
+    if stat.S_ISDIR(mode):
+        return EntryType.DIR
+    if stat.S_ISFIFO(mode):
+        return EntryType.FIFO
+    return EntryType.SOCKET if stat.S_ISSOCK(mode) else EntryType.DEVICE
+
+
+@dataclass(frozen=True, slots=True)
+class EtcEntry:
+    rel: str  # relative to /etc; odd bytes kept as surrogate escapes
+    type: EntryType
+    mode: int = 0  # permission bits
+    uid: int = 0
+    gid: int = 0
+    target: str | None = None  # a symlink's target
+    sha256: str | None = None  # regular files that are compared or reported
+    size: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class ClosureEntry:
+    rel: str
+    mode: str  # "symlink", "direct-symlink" or an octal mode (a managed copy)
+    target: str | None  # the store path the closure's link points to (plain links: read when needed)
+    uid: int | None = None  # a copy's owner, resolved from the sidecars
+    gid: int | None = None
+    owner: str = ""  # the sidecars' text, "user:group"
+    sha256: str | None = None  # the source's digest, when a live regular file is compared with it
+
+    @property
+    def is_copy(self) -> bool:
+        return self.mode not in ("symlink", "direct-symlink")
+
+
+@dataclass(frozen=True, slots=True)
+class EtcLive:
+    entries: Mapping[str, EtcEntry]
+    clean: frozenset[str]  # /etc/.clean: managed copies
+    closure: Mapping[str, ClosureEntry] | None  # None: no reference tree here
+    reference: str = ""  # host path of the reference etc tree
+
+
+def parse_clean(text: str, source: str = CLEAN) -> tuple[tuple[str, ...], tuple[str, ...]]:
+    """/etc/.clean: one path relative to /etc per line, as setup-etc.pl writes it."""
+    rels: list[str] = []
+    problems: list[str] = []
+    for n, line in enumerate(text.split("\n"), 1):
+        if not line:
+            continue
+        if line.startswith("/") or ".." in line.split("/"):
+            problems.append(f"{source}:{n}: not a path below /etc: {printable(line)!r}")
+            continue
+        rels.append(line)
+    return tuple(dict.fromkeys(rels)), tuple(problems)
+
+
+def parse_sidecar_id(text: str, names: Mapping[str, int]) -> int | None:
+    """A `.uid`/`.gid` sidecar: `+N` is a number, anything else a name looked up on the host."""
+    value = text.strip()
+    if value.startswith("+") and value[1:].isascii() and value[1:].isdigit():
+        return int(value[1:])
+    return names.get(value)
+
+
+def sha256_of(path: Path, limit: int = MAX_HASH_BYTES) -> str | None:
+    """Digest of a regular file (never follows into a fifo: callers check the type first)."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        if os.fstat(handle.fileno()).st_size > limit:
+            return None
+        for block in iter(lambda: handle.read(1 << 16), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def _walk(
+    top: Path, label: str, problems: list[str], prune: frozenset[str] = frozenset()
+) -> Iterator[tuple[str, os.DirEntry[str]]]:
+    """Every entry below `top` as (rel, DirEntry), without following symlinks. A directory that
+    cannot be listed is a problem; the walk goes on."""
+    stack = [""]
+    while stack:
+        rel_dir = stack.pop()
+        try:
+            with os.scandir(os.path.join(top, rel_dir) if rel_dir else top) as it:
+                entries = list(it)
+        except OSError as exc:
+            problems.append(f"{label}/{printable(rel_dir)}: cannot list: {exc.strerror or type(exc).__name__}")
+            continue
+        for entry in entries:
+            rel = f"{rel_dir}/{entry.name}" if rel_dir else entry.name
+            if skipped(rel):
+                continue
+            yield rel, entry
+            try:
+                is_dir = entry.is_dir(follow_symlinks=False)
+            except OSError:
+                is_dir = False
+            if is_dir and rel not in prune:
+                stack.append(rel)
+
+
+def _reference_tree(root: Root, declared: DeclaredState, problems: list[str]) -> tuple[Path | None, str]:
+    """The etc tree to compare with: the declared closure's, else the running system's."""
+    if declared.toplevel:
+        host = root.resolve(declared.toplevel.rstrip("/") + "/etc")
+        if toplevel_dir(root, declared) is not None and root.real(host).is_dir():
+            return root.real(host), host
+        problems.append(f"declared system {declared.toplevel} is not in the store: comparing with /etc/static")
+    host = root.resolve(STATIC)
+    if root.real(host).is_dir():
+        return root.real(host), host
+    problems.append("no reference etc tree (declared closure or /etc/static): managed files are not compared")
+    return None, ""
+
+
+@dataclass(frozen=True, slots=True)
+class _Owners:
+    users: Mapping[str, int]
+    groups: Mapping[str, int]
+
+    @classmethod
+    def read(cls, root: Root) -> _Owners:
+        def text(path: str) -> str:
+            try:
+                return root.read_text(path)
+            except OSError:
+                return ""
+
+        users, _ = accounts.parse_passwd(text(accounts.PASSWD))
+        groups, _ = accounts.parse_group(text(accounts.GROUP))
+        return cls({u.name: u.uid for u in users}, {g.name: g.gid for g in groups})
+
+
+def _sidecar(path: Path) -> str | None:
+    try:
+        return path.read_text(errors="surrogateescape").strip()
+    except OSError:
+        return None
+
+
+def _link_target(path: str, host: str, rel: str) -> str:
+    """A closure link's target as a host path."""
+    target = os.readlink(path)
+    return target if target.startswith("/") else os.path.normpath(f"{host}/{os.path.dirname(rel)}/{target}")
+
+
+def _closure_entries(root: Root, tree: Path, host: str, problems: list[str]) -> dict[str, ClosureEntry]:
+    """Every entry setup-etc.pl would install: links, and anything with a `.mode` sidecar."""
+    listed = {rel: (entry.path, entry.is_symlink()) for rel, entry in _walk(tree, host, problems)}
+    owners: _Owners | None = None
+    out: dict[str, ClosureEntry] = {}
+    for rel, (path, is_link) in listed.items():
+        mode = _sidecar(tree / f"{rel}.mode") if f"{rel}.mode" in listed else None
+        if mode is None and not is_link:
+            continue  # a sidecar or a plain directory: not installed as such
+        if mode is None:
+            out[rel] = ClosureEntry(rel, "symlink", None)  # its target is read only when needed
+            continue
+        target = _link_target(path, host, rel) if is_link else None
+        if mode == "direct-symlink":
+            out[rel] = ClosureEntry(rel, mode, target)
+            continue
+        owners = owners or _Owners.read(root)
+        uid_text = _sidecar(tree / f"{rel}.uid") or "+0"
+        gid_text = _sidecar(tree / f"{rel}.gid") or "+0"
+        out[rel] = ClosureEntry(
+            rel,
+            mode,
+            target,
+            uid=parse_sidecar_id(uid_text, owners.users),
+            gid=parse_sidecar_id(gid_text, owners.groups),
+            owner=f"{uid_text}:{gid_text}",
+        )
+    return out
+
+
+def _wants_digest(rel: str, closure: Mapping[str, ClosureEntry] | None, clean: frozenset[str]) -> bool:
+    return rel in clean or (closure is not None and rel in closure) or not allowed(rel)
+
+
+def _live_entries(
+    etc: Path, closure: Mapping[str, ClosureEntry] | None, clean: frozenset[str], problems: list[str]
+) -> dict[str, EtcEntry]:
+    entries: dict[str, EtcEntry] = {}
+    leaves = frozenset(closure or ())
+    for rel, entry in _walk(etc, "/etc", problems, prune=leaves):
+        try:
+            if entry.is_symlink():
+                entries[rel] = EtcEntry(rel, EntryType.SYMLINK, target=os.readlink(entry.path))
+                continue
+            st = entry.stat(follow_symlinks=False)
+        except OSError as exc:
+            problems.append(f"/etc/{printable(rel)}: cannot stat: {exc.strerror or type(exc).__name__}")
+            continue
+        kind = _type_of(st.st_mode)
+        digest = None
+        if kind is EntryType.FILE and _wants_digest(rel, closure, clean):
+            try:
+                digest = sha256_of(Path(entry.path))
+            except OSError as exc:
+                problems.append(f"/etc/{printable(rel)}: cannot read: {exc.strerror or type(exc).__name__}")
+        mode = stat.S_IMODE(st.st_mode)
+        entries[rel] = EtcEntry(rel, kind, mode, st.st_uid, st.st_gid, None, digest, st.st_size)
+    return entries
+
+
+def _with_source_digests(
+    root: Root,
+    tree: Path,
+    host: str,
+    closure: dict[str, ClosureEntry],
+    entries: Mapping[str, EtcEntry],
+    problems: list[str],
+) -> dict[str, ClosureEntry]:
+    """Hash the closure's source only where a live regular file stands to be compared with it."""
+    out = dict(closure)
+    for rel, c in closure.items():
+        live = entries.get(rel)
+        if live is None or live.type is not EntryType.FILE:
+            continue
+        try:
+            target = c.target or _link_target(os.path.join(tree, rel), host, rel)
+            source = root.open_path(target)
+            digest = sha256_of(source) if source.is_file() else None
+        except OSError as exc:
+            problems.append(f"{printable(host)}/{printable(rel)}: cannot read: {exc.strerror or type(exc).__name__}")
+            continue
+        out[rel] = ClosureEntry(c.rel, c.mode, target, c.uid, c.gid, c.owner, digest)
+    return out
+
+
+def capture(root: Root, declared: DeclaredState) -> Section[EtcLive]:
+    etc = root.path("/etc")
+    if not etc.is_dir() or etc.is_symlink():
+        return Section.missing(Category.ETC, "/etc is not a directory below the root")
+    problems: list[str] = []
+    try:
+        clean_rels, bad = parse_clean(root.read_text(CLEAN))
+        problems.extend(bad)
+    except FileNotFoundError:
+        clean_rels = ()
+    except OSError as exc:
+        problems.append(f"{CLEAN}: cannot read: {exc.strerror or type(exc).__name__}")
+        clean_rels = ()
+    clean = frozenset(clean_rels)
+    tree, host = _reference_tree(root, declared, problems)
+    closure = _closure_entries(root, tree, host, problems) if tree is not None else None
+    entries = _live_entries(etc, closure, clean, problems)
+    if tree is not None and closure is not None:
+        closure = _with_source_digests(root, tree, host, closure, entries, problems)
+    return Section(Category.ETC, EtcLive(entries, clean, closure, host), problems=tuple(problems))

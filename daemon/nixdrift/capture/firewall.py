@@ -1,13 +1,116 @@
-"""Live capture for this category (placeholder until implemented)."""
+"""The firewall ruleset: `nft -j list ruleset` or `iptables-save` / `ip6tables-save`.
+
+Live (root "/") the tools are run; under `--root` only the captured files in DIR/.nixdrift/ are
+read. The declared backend decides which one is tried first; the other is the fallback (an
+iptables host whose iptables-save is missing can still be read through nft, and the other way).
+"""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+from nixdrift import process
+from nixdrift.capture.fwparse import FwAccept, FwBase, FwRecord, parse_iptables_save, parse_nft_json
 from nixdrift.declared.model import DeclaredState
+from nixdrift.errors import NixdriftError
 from nixdrift.models import Category, Section
-from nixdrift.rootfs import Root
+from nixdrift.rootfs import SNAPSHOT_DIR, Root
 
-SNAPSHOT_PATHS: tuple[str, ...] = ()
+SNAPSHOT_PATHS: tuple[str, ...] = ()  # not files: see snapshot_extra
+NFT_FILE = "nft.json"
+IPT_FILES = (("iptables-save.txt", "ipv4"), ("ip6tables-save.txt", "ipv6"))
+_COMMANDS = {
+    NFT_FILE: ("nft", "-j", "list", "ruleset"),
+    "iptables-save.txt": ("iptables-save",),
+    "ip6tables-save.txt": ("ip6tables-save",),
+}
 
 
-def capture(root: Root, declared: DeclaredState) -> Section[object]:
-    return Section.missing(Category.FIREWALL, "not implemented yet")
+@dataclass(frozen=True, slots=True)
+class FirewallLive:
+    backend: str  # which ruleset was read: "nftables" or "iptables"
+    source: str  # the command run or the captured files read
+    bases: tuple[FwBase, ...]  # the NixOS firewall per address family, where it exists
+    accepts: tuple[FwAccept, ...]
+
+
+def _run(argv: Sequence[str]) -> str | None:
+    try:
+        return process.run(argv, timeout=60).stdout
+    except NixdriftError:
+        return None
+
+
+def _read(root: Root, name: str) -> str | None:
+    """A source's text: run live, or read from the snapshot; None when it is not there."""
+    if root.is_live:
+        return _run(_COMMANDS[name])
+    path = root.captured(name)
+    try:
+        return path.read_bytes().decode("utf-8", errors="surrogateescape")
+    except OSError:
+        return None
+
+
+def _section(backend: str, source: str, records: Sequence[FwRecord], problems: Sequence[str]) -> Section[FirewallLive]:
+    live = FirewallLive(
+        backend=backend,
+        source=source,
+        bases=tuple(r for r in records if isinstance(r, FwBase)),
+        accepts=tuple(r for r in records if isinstance(r, FwAccept)),
+    )
+    return Section(Category.FIREWALL, live, problems=tuple(problems))
+
+
+def _nftables(root: Root) -> Section[FirewallLive] | None:
+    text = _read(root, NFT_FILE)
+    if text is None:
+        return None
+    records, problems = parse_nft_json(text)
+    source = " ".join(_COMMANDS[NFT_FILE]) if root.is_live else str(root.captured(NFT_FILE))
+    return _section("nftables", source, records, problems)
+
+
+def _iptables(root: Root) -> Section[FirewallLive] | None:
+    records: list[FwRecord] = []
+    problems: list[str] = []
+    sources: list[str] = []
+    for name, family in IPT_FILES:
+        text = _read(root, name)
+        if text is None:
+            continue
+        got, bad = parse_iptables_save(text, family)
+        records.extend(got)
+        problems.extend(bad)
+        sources.append(_COMMANDS[name][0] if root.is_live else str(root.captured(name)))
+    if not sources:
+        return None
+    return _section("iptables", ", ".join(sources), records, problems)
+
+
+def capture(root: Root, declared: DeclaredState) -> Section[FirewallLive]:
+    readers = (_nftables, _iptables) if declared.firewall.backend == "nftables" else (_iptables, _nftables)
+    for reader in readers:
+        section = reader(root)
+        if section is not None:
+            return section
+    where = "nft and iptables-save could not be run" if root.is_live else f"neither {NFT_FILE} nor iptables-save.txt"
+    if not root.is_live:
+        where += f" in {root.prefix / SNAPSHOT_DIR}"
+    return Section.missing(Category.FIREWALL, f"no firewall ruleset: {where}")
+
+
+def snapshot_extra(out_dir: Path) -> list[str]:
+    """Capture the live rulesets into OUT/.nixdrift/; the names of the files written."""
+    written: list[str] = []
+    for name, argv in _COMMANDS.items():
+        text = _run(argv)
+        if text is None:
+            continue
+        target = out_dir / SNAPSHOT_DIR / name
+        target.parent.mkdir(parents=True, exist_ok=True)
+        target.write_bytes(text.encode("utf-8", errors="surrogateescape"))
+        written.append(name)
+    return written

@@ -1,13 +1,150 @@
-"""Live capture for this category (placeholder until implemented)."""
+"""Mounted filesystems and active swap: /proc/self/mountinfo and /proc/swaps below the root.
+
+A snapshot holds them as copied files (DIR/proc/self/mountinfo, DIR/proc/swaps). Device links
+(/dev/disk/by-label/X, by-uuid) are resolved here, below the root, because the comparator may not
+read the disk; a link that cannot be resolved (a snapshot has no /dev) is simply left out.
+"""
 
 from __future__ import annotations
+
+import os
+import re
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
 
 from nixdrift.declared.model import DeclaredState
 from nixdrift.models import Category, Section
 from nixdrift.rootfs import Root
 
-SNAPSHOT_PATHS: tuple[str, ...] = ()
+MOUNTINFO = "/proc/self/mountinfo"
+SWAPS = "/proc/swaps"
+SNAPSHOT_PATHS: tuple[str, ...] = (MOUNTINFO, SWAPS)
+_ESCAPE = re.compile(r"\\([0-7]{3})")
 
 
-def capture(root: Root, declared: DeclaredState) -> Section[object]:
-    return Section.missing(Category.MOUNTS, "not implemented yet")
+@dataclass(frozen=True, slots=True)
+class Mount:
+    mount_id: int
+    parent_id: int
+    root: str  # the path inside the filesystem that is mounted (not "/" for a bind mount)
+    mount_point: str
+    options: tuple[str, ...]
+    fs_type: str
+    source: str
+    super_options: tuple[str, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class Swap:
+    filename: str
+    kind: str  # "partition" or "file"
+
+
+@dataclass(frozen=True, slots=True)
+class MountsLive:
+    mounts: tuple[Mount, ...]
+    swaps: tuple[Swap, ...] | None  # None when /proc/swaps could not be read
+    devices: Mapping[str, str] = field(default_factory=dict)  # device path -> the device it resolves to
+
+
+def unescape(text: str) -> str:
+    """Undo the kernel's octal escapes (\\040 space, \\011 tab, \\012 newline, \\134 backslash)."""
+    return _ESCAPE.sub(lambda m: chr(int(m.group(1), 8)), text)
+
+
+def _mount(line: str) -> Mount:
+    fields = line.split(" ")
+    try:
+        dash = fields.index("-", 6)
+    except ValueError:
+        raise ValueError("no '-' separator after the optional fields") from None
+    if len(fields) < dash + 3:
+        raise ValueError("fewer than three fields after '-'")
+    mount_id, parent_id, _devno, root, mount_point, options = fields[:6]
+    fs_type, source = fields[dash + 1], fields[dash + 2]
+    super_options = fields[dash + 3] if len(fields) > dash + 3 else ""
+    if not mount_point.startswith("/"):
+        raise ValueError(f"mount point {mount_point[:60]!r} is not absolute")
+    return Mount(
+        mount_id=int(mount_id),
+        parent_id=int(parent_id),
+        root=unescape(root),
+        mount_point=unescape(mount_point),
+        options=tuple(options.split(",")),
+        fs_type=unescape(fs_type),
+        source=unescape(source),
+        super_options=tuple(super_options.split(",")) if super_options else (),
+    )
+
+
+def parse_mountinfo(text: str) -> tuple[tuple[Mount, ...], tuple[str, ...]]:
+    mounts: list[Mount] = []
+    problems: list[str] = []
+    for lineno, line in enumerate(text.split("\n"), 1):
+        if not line.strip():
+            continue
+        try:
+            mounts.append(_mount(line))
+        except ValueError as exc:
+            problems.append(f"{MOUNTINFO}:{lineno}: {exc}")
+    return tuple(mounts), tuple(problems)
+
+
+def parse_swaps(text: str) -> tuple[tuple[Swap, ...], tuple[str, ...]]:
+    swaps: list[Swap] = []
+    problems: list[str] = []
+    for lineno, line in enumerate(text.split("\n"), 1):
+        words = line.split()
+        if not words or (lineno == 1 and words[0] == "Filename"):
+            continue
+        if len(words) < 2 or not words[0].startswith("/"):
+            problems.append(f"{SWAPS}:{lineno}: not a swap line")
+            continue
+        swaps.append(Swap(unescape(words[0]), words[1]))
+    return tuple(swaps), tuple(problems)
+
+
+def declared_device(device: str | None, label: str | None) -> str | None:
+    """The device path a fileSystems or swapDevices entry names (a label is a by-label link)."""
+    if device:
+        return device
+    return f"/dev/disk/by-label/{label}" if label else None
+
+
+def _resolve_devices(root: Root, paths: Iterable[str]) -> dict[str, str]:
+    devices: dict[str, str] = {}
+    for path in sorted(set(paths)):
+        if not path.startswith("/dev/"):
+            continue
+        try:
+            target = root.resolve(path)
+        except OSError:
+            continue
+        if os.path.exists(root.real(target)):
+            devices[path] = target
+    return devices
+
+
+def _read(root: Root, path: str) -> str | None:
+    try:  # the literal path: /proc/self is a link to the reading process, not to be resolved
+        return root.path(path).read_bytes().decode("utf-8", errors="surrogateescape")
+    except OSError:
+        return None
+
+
+def capture(root: Root, declared: DeclaredState) -> Section[MountsLive]:
+    text = _read(root, MOUNTINFO)
+    if text is None:
+        return Section.missing(Category.MOUNTS, f"{MOUNTINFO} is not readable below {root.prefix}")
+    mounts, problems = parse_mountinfo(text)
+    swaps_text = _read(root, SWAPS)
+    swaps, swap_problems = parse_swaps(swaps_text) if swaps_text is not None else ((), ())
+    wanted = [declared_device(fs.device, fs.label) for fs in declared.file_systems.values()]
+    wanted += [declared_device(s.device, s.label) for s in declared.swap_devices]
+    live = [m.source for m in mounts] + [s.filename for s in swaps]
+    devices = _resolve_devices(root, [p for p in wanted + live if p])
+    return Section(
+        Category.MOUNTS,
+        MountsLive(mounts, swaps if swaps_text is not None else None, devices),
+        problems=problems + swap_problems,
+    )

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
-import shlex
+import re
 from collections.abc import Mapping
 
 from nixdrift.models import Category, Finding, Fix, Kind
 from nixdrift.policy import rule
+
+_SHELL_SAFE = re.compile(r"[A-Za-z0-9@%+=:,./_-]+")
 
 
 def finding(
@@ -43,9 +45,32 @@ def finding(
     )
 
 
+def quote(text: str) -> str:
+    """One shell word for arbitrary text. Odd bytes and control characters use bash's $'...'
+    quoting so that the command names the real file (shlex would leave raw bytes or newlines)."""
+    if _SHELL_SAFE.fullmatch(text):
+        return text
+    if all(0x20 <= ord(c) < 0x7F or (ord(c) >= 0xA0 and not 0xDC80 <= ord(c) <= 0xDCFF) for c in text):
+        return "'" + text.replace("'", "'\"'\"'") + "'"
+    out: list[str] = []
+    for ch in text:
+        code = ord(ch)
+        if 0xDC80 <= code <= 0xDCFF:
+            out.append(f"\\x{code - 0xDC00:02x}")
+        elif code == 0:
+            out.append(ch)  # no argv can hold a NUL: left raw so that renderers refuse the command
+        elif code < 0x20 or code == 0x7F:
+            out.append(f"\\x{code:02x}")
+        elif ch in "\\'":
+            out.append("\\" + ch)
+        else:
+            out.append(ch)
+    return "$'" + "".join(out) + "'"
+
+
 def sh(*argv: str) -> str:
     """A shell command line with every argument quoted (host data is never trusted)."""
-    return shlex.join(argv)
+    return " ".join(quote(a) for a in argv)
 
 
 def nix_str(text: str) -> str:
@@ -63,6 +88,8 @@ def nix_attr(name: str) -> str:
 def printable(text: str) -> str:
     """A path or name as one printable line: odd bytes (kept as surrogates) and control
     characters are shown as escapes, so ids stay stable and reports stay one line per item."""
+    if text.isprintable() and "\\" not in text:
+        return text
     out: list[str] = []
     for ch in text:
         code = ord(ch)

@@ -1,10 +1,268 @@
-"""Comparator for this category (placeholder until implemented)."""
+"""/etc against the declared closure's etc tree (see capture.etc for how entries are classified).
+
+- a link into /etc/static where the closure has the entry, or a copy listed in /etc/.clean whose
+  digest, mode and owner match the closure's: managed, no finding;
+- a managed link pointing elsewhere or replaced by a file or directory, a managed copy that
+  differs: etc-changed;
+- anything the closure does not ship and the allowlist does not name: etc-unmanaged;
+- an entry the closure ships (or `environment.etc` declares) that is absent: etc-missing;
+- the same under sudoers, ssh, pam.d, security or polkit-1: etc-sensitive.
+
+Findings carry short digests, modes and owners; never contents.
+"""
 
 from __future__ import annotations
 
+import re
+from collections.abc import Iterator, Mapping
+
+from nixdrift.capture.etc import ClosureEntry, EntryType, EtcEntry, EtcLive, allowed, sensitive, skipped
+from nixdrift.compare.common import finding, nix_str, printable
+from nixdrift.compare.common import sh as command
 from nixdrift.declared.model import DeclaredState
-from nixdrift.models import Finding, Section
+from nixdrift.models import Category, Finding, Kind, Section
+
+E = Category.ETC
+_PLAIN = re.compile(r"[A-Za-z0-9._+-]+")
 
 
-def compare(declared: DeclaredState, live: Section[object]) -> tuple[Finding, ...]:
-    return ()
+def compare(declared: DeclaredState, live: Section[EtcLive]) -> tuple[Finding, ...]:
+    data = live.data
+    if data is None:
+        return ()
+    return (*_present(data), *_missing(declared, data))
+
+
+# --- small helpers -----------------------------------------------------------------------------
+
+
+def _nix_str(text: str) -> str:
+    """A Nix string for host text; odd bytes are shown escaped (a .nix file is UTF-8 text)."""
+    return nix_str(printable(text))
+
+
+def _short(digest: str | None) -> str:
+    return digest[:12] if digest else "unreadable"
+
+
+def _owner(uid: int | None, gid: int | None) -> str:
+    return f"{'?' if uid is None else uid}:{'?' if gid is None else gid}"
+
+
+def _describe(e: EtcEntry) -> str:
+    match e.type:
+        case EntryType.SYMLINK:
+            return f"symlink -> {printable(e.target or '')}"
+        case EntryType.FILE:
+            return f"file sha256 {_short(e.sha256)} mode {e.mode:04o} owner {_owner(e.uid, e.gid)}"
+        case _:
+            return f"{e.type.value} mode {e.mode:04o} owner {_owner(e.uid, e.gid)}"
+
+
+def _expected(c: ClosureEntry) -> str:
+    if c.is_copy:
+        return f"file sha256 {_short(c.sha256)} mode {c.mode} owner {_owner(c.uid, c.gid)}"
+    if c.mode == "direct-symlink":
+        return f"symlink -> {printable(c.target or '')}"
+    return f"symlink -> /etc/static/{printable(c.rel)}"
+
+
+def _source_nix(rel: str, e: EtcEntry | None) -> str:
+    """The snippet that would declare what is live (the file itself is the user's to add)."""
+    attr = f"environment.etc.{_nix_str(rel)}"
+    if e is not None and e.type is EntryType.SYMLINK:
+        return f"{attr}.source = {_nix_str(e.target or '')};"
+    name = rel.rsplit("/", 1)[-1]
+    source = f"./{name}" if _PLAIN.fullmatch(name) else f"./. + {_nix_str('/' + name)}"
+    if e is not None and e.type is EntryType.FILE and (e.mode != 0o644 or e.uid or e.gid):
+        return f'{attr} = {{ source = {source}; mode = "{e.mode:04o}"; user = "+{e.uid}"; group = "+{e.gid}"; }};'
+    return f"{attr}.source = {source};"
+
+
+def _restore(c: ClosureEntry) -> str:
+    path = f"/etc/{c.rel}"
+    if c.is_copy:
+        argv = ["install", "-m", c.mode]
+        argv += ["-o", str(c.uid)] if c.uid is not None else []
+        argv += ["-g", str(c.gid)] if c.gid is not None else []
+        return command(*argv, f"/etc/static/{c.rel}", path)
+    if c.mode == "direct-symlink" and c.target:
+        return command("ln", "-sfn", c.target, path)
+    return command("ln", "-sfn", f"/etc/static/{c.rel}", path)
+
+
+def _evidence(rel: str, e: EtcEntry | None) -> dict[str, str]:
+    evidence = {"path": f"/etc/{printable(rel)}"}
+    if e is not None:
+        evidence["type"] = e.type.value
+        if e.type is EntryType.SYMLINK:
+            evidence["target"] = printable(e.target or "")
+        else:
+            evidence.update(mode=f"{e.mode:04o}", owner=_owner(e.uid, e.gid))
+        if e.sha256:
+            evidence["sha256"] = e.sha256[:12]
+    return evidence
+
+
+def _etc_finding(
+    rule: str,
+    rel: str,
+    kind: Kind,
+    expected: str,
+    actual: str,
+    message: str,
+    *,
+    nix: str,
+    command: str,
+    evidence: dict[str, str],
+    safe: bool = False,
+    reason: str = "",
+) -> Finding:
+    shown = printable(rel)
+    return finding(
+        rule_name="etc-sensitive" if sensitive(rel) else rule,
+        id=f"etc/{shown}",
+        category=E,
+        subject=f"/etc/{shown}",
+        kind=kind,
+        expected=expected,
+        actual=actual,
+        message=message,
+        nix=nix,
+        command=command,
+        safe=safe,
+        reason=reason,
+        evidence=evidence,
+    )
+
+
+# --- what is in /etc ---------------------------------------------------------------------------
+
+
+def _present(data: EtcLive) -> Iterator[Finding]:
+    for rel, e in sorted(data.entries.items()):
+        if skipped(rel):
+            continue
+        c = data.closure.get(rel) if data.closure is not None else None
+        if c is not None:
+            yield from _managed(rel, e, c)
+        elif not _expected_unlisted(rel, e, data):
+            yield _unmanaged(rel, e, data)
+
+
+def _expected_unlisted(rel: str, e: EtcEntry, data: EtcLive) -> bool:
+    """True for what the reference tree does not list but is no drift."""
+    if e.type is EntryType.DIR or allowed(rel):
+        return True  # directories hold entries; each of those is judged on its own
+    if data.closure is None:
+        # no reference: links into /etc/static and recorded copies are taken as managed
+        return (e.type is EntryType.SYMLINK and (e.target or "").startswith("/etc/static/")) or rel in data.clean
+    return False
+
+
+def _unmanaged(rel: str, e: EtcEntry, data: EtcLive) -> Finding:
+    shown = printable(rel)
+    if e.type is EntryType.SYMLINK and (e.target or "").startswith("/etc/static/"):
+        why = "a link into /etc/static for a file the declared system does not ship"
+    elif rel in data.clean:
+        why = "a copy left from an earlier generation (listed in /etc/.clean)"
+    else:
+        why = f"a {e.type.value} the flake does not declare"
+    return _etc_finding(
+        "etc-unmanaged",
+        rel,
+        Kind.UNMANAGED,
+        "absent",
+        _describe(e),
+        f"/etc/{shown} is {why}",
+        nix=_source_nix(rel, e),
+        command=command("rm", "--", f"/etc/{rel}"),
+        reason="removing a file by hand needs a decision: it may hold state or secrets",
+        evidence=_evidence(rel, e),
+    )
+
+
+def _managed(rel: str, e: EtcEntry, c: ClosureEntry) -> Iterator[Finding]:
+    why = _managed_difference(e, c)
+    if why is None:
+        return
+    shown = printable(rel)
+    restore = _restore(c)
+    safe = True
+    if e.type is EntryType.DIR:
+        restore = command("rm", "-r", "--", f"/etc/{rel}") + " && " + restore
+        safe = False  # a directory put there by hand may hold state
+    yield _etc_finding(
+        "etc-changed",
+        rel,
+        Kind.CHANGED,
+        _expected(c),
+        _describe(e),
+        f"/etc/{shown}: {why}",
+        nix=_source_nix(rel, e),
+        command=restore,
+        safe=safe,
+        reason="" if safe else "the directory may hold files put there by hand",
+        evidence=_evidence(rel, e),
+    )
+
+
+def _managed_difference(e: EtcEntry, c: ClosureEntry) -> str | None:
+    """Why a managed entry differs from the closure's, or None when it matches."""
+    if c.is_copy:
+        if e.type is not EntryType.FILE:
+            return f"managed copy replaced by a {e.type.value}"
+        diffs: list[str] = []
+        if e.sha256 and c.sha256 and e.sha256 != c.sha256:
+            diffs.append(f"content differs (sha256 {_short(e.sha256)}, declared {_short(c.sha256)})")
+        if c.mode.isdigit() and e.mode != int(c.mode, 8):
+            diffs.append(f"mode {e.mode:04o}, declared {c.mode}")
+        if (c.uid is not None and e.uid != c.uid) or (c.gid is not None and e.gid != c.gid):
+            diffs.append(f"owner {_owner(e.uid, e.gid)}, declared {_owner(c.uid, c.gid)}")
+        return "; ".join(diffs) or None
+    if e.type is not EntryType.SYMLINK:
+        return f"managed link replaced by a {e.type.value}"
+    want = c.target if c.mode == "direct-symlink" else f"/etc/static/{c.rel}"
+    if e.target != want:
+        return f"managed link points to {printable(e.target or '')}, not {printable(want or '')}"
+    return None
+
+
+# --- what should be there ----------------------------------------------------------------------
+
+
+def _declared_targets(declared: DeclaredState, data: EtcLive) -> dict[str, ClosureEntry]:
+    wanted: dict[str, ClosureEntry] = dict(data.closure or {})
+    for target, d in declared.etc.items():
+        if d.enable and target not in wanted:
+            wanted[target] = ClosureEntry(target, d.mode, d.source)
+    return wanted
+
+
+def _missing(declared: DeclaredState, data: EtcLive) -> Iterator[Finding]:
+    for rel, c in sorted(_declared_targets(declared, data).items()):
+        if rel in data.entries or skipped(rel) or _inside_replaced(rel, data.entries):
+            continue
+        shown = printable(rel)
+        yield _etc_finding(
+            "etc-missing",
+            rel,
+            Kind.MISSING,
+            _expected(c),
+            "absent",
+            f"/etc/{shown} is declared but absent",
+            nix=f"environment.etc.{_nix_str(rel)}.enable = false;",
+            command=_restore(c),
+            safe=True,
+            evidence={"path": f"/etc/{shown}"},
+        )
+
+
+def _inside_replaced(rel: str, entries: Mapping[str, EtcEntry]) -> bool:
+    """A parent directory replaced by a link or file is reported once, not once per child."""
+    parts = rel.split("/")[:-1]
+    for i in range(1, len(parts) + 1):
+        parent = entries.get("/".join(parts[:i]))
+        if parent is not None and parent.type is not EntryType.DIR:
+            return True
+    return False

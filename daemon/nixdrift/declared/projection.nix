@@ -34,7 +34,8 @@ let
     if s == null then null
     else if builtins.isAttrs s && s ? shellPath then "/run/current-system/sw" + s.shellPath
     else str s;
-  isSet = v: v != null;
+  # "!" and "*" lock the account (NixOS itself sets root's initialHashedPassword = "!"): no password
+  isSet = v: v != null && v != "!" && v != "*" && v != "";
 
   users = config.users or { };
   systemd = config.systemd or { };

@@ -11,6 +11,7 @@ Host data reaches the script in two places only, and each is made safe:
 
 from __future__ import annotations
 
+import re
 import shlex
 
 from nixdrift.models import Finding, Report, sort_findings
@@ -60,6 +61,13 @@ def encode(script: str) -> bytes:
     return script.encode("utf-8", "surrogateescape")
 
 
+# One shell word as compare.common.quote() writes it: plain characters, '...' (with '"'"' for a
+# quote) and bash's $'...' with backslash escapes. A command made only of such words is emitted
+# verbatim: bash reads back exactly the argv it was built from.
+_WORD = r"""(?:[A-Za-z0-9@%+=:,./_-]+|'[^']*'|"'"|\$'(?:[^'\\\x00]|\\.)*')+"""
+_QUOTED_ARGV = re.compile(rf"{_WORD}(?: {_WORD})*")
+
+
 def run_line(command: str) -> str | None:
     """The `run ...` line that executes `command` with its argv intact, or None when no script can
     hold it (a NUL byte, or text that is neither UTF-8 nor an escaped byte)."""
@@ -73,7 +81,7 @@ def run_line(command: str) -> str | None:
         argv = shlex.split(command)
     except ValueError:
         argv = []
-    if argv and shlex.join(argv) == command:
+    if (argv and shlex.join(argv) == command) or _QUOTED_ARGV.fullmatch(command):
         return f"run {command}"
     return f"run bash -c {shlex.quote(command)}"
 

@@ -1,0 +1,207 @@
+"""Parsers of the account databases: /etc/passwd, /etc/group, /etc/shadow and NixOS's own records
+in /var/lib/nixos that update-users-groups.pl writes at activation:
+
+- `uid-map`, `gid-map`: a JSON object, name -> id, of every id NixOS ever allocated (kept after a
+  user is removed so that the id is revived, never reused);
+- `declarative-users`, `declarative-groups`: the names activation created declaratively, joined by
+  single spaces on one line (no newline).
+
+Every parser is pure and total: a bad line becomes a problem `"<file>:<lineno>: <why>"` and the
+rest is kept. Shadow hashes are reduced to a PasswordState as the line is read; the hash itself is
+never stored, logged or put into a problem.
+"""
+
+from __future__ import annotations
+
+import enum
+import json
+from dataclasses import dataclass
+from typing import Any
+
+from nixdrift.compare.common import printable
+
+PASSWD = "/etc/passwd"
+GROUP = "/etc/group"
+SHADOW = "/etc/shadow"
+UID_MAP = "/var/lib/nixos/uid-map"
+GID_MAP = "/var/lib/nixos/gid-map"
+DECLARATIVE_USERS = "/var/lib/nixos/declarative-users"
+DECLARATIVE_GROUPS = "/var/lib/nixos/declarative-groups"
+
+_MAX_ID = 2**32 - 1
+
+
+@dataclass(frozen=True, slots=True)
+class PasswdEntry:
+    name: str
+    uid: int
+    gid: int
+    gecos: str
+    home: str
+    shell: str
+
+
+@dataclass(frozen=True, slots=True)
+class GroupEntry:
+    name: str
+    gid: int
+    members: tuple[str, ...]  # the fourth field: supplementary members (primary groups are not listed)
+
+
+class PasswordState(enum.Enum):
+    """What the shadow password field says, without the hash."""
+
+    HASH = "set"  # a usable hash: the account has a password
+    LOCKED = "locked"  # `!<hash>`: a hash exists but `passwd -l` disabled it
+    DISABLED = "disabled"  # `!`, `!!`, `*` and other non-hashes: no password login
+    EMPTY = "empty"  # the field is empty: no password at all
+
+    @property
+    def has_password(self) -> bool:
+        return self is PasswordState.HASH
+
+    @classmethod
+    def of(cls, field: str) -> PasswordState:
+        if field == "":
+            return cls.EMPTY
+        if field.startswith("!"):
+            return cls.LOCKED if field.lstrip("!") not in ("", "*", "x") else cls.DISABLED
+        # crypt(3) hashes never contain these; `*`, `x` and `*LK*` style markers mean "no password"
+        if field.startswith("*") or field in ("x", "NP", "LK"):
+            return cls.DISABLED
+        return cls.HASH
+
+
+@dataclass(frozen=True, slots=True)
+class ShadowEntry:
+    name: str
+    password: PasswordState
+
+
+@dataclass(frozen=True, slots=True)
+class IdAllocation:
+    name: str
+    id: int
+
+
+def _int_id(text: str) -> int | None:
+    if not text.isascii() or not text.isdigit():
+        return None
+    value = int(text)
+    return value if value <= _MAX_ID else None
+
+
+def _lines(text: str) -> list[tuple[int, str]]:
+    """Numbered lines that hold an entry (blank lines are skipped, as glibc does)."""
+    return [(n, line) for n, line in enumerate(text.splitlines(), 1) if line.strip()]
+
+
+def _nis(line: str) -> bool:
+    return line[0] in "+-"
+
+
+def parse_passwd(text: str, source: str = PASSWD) -> tuple[tuple[PasswdEntry, ...], tuple[str, ...]]:
+    entries: list[PasswdEntry] = []
+    problems: list[str] = []
+    seen: set[str] = set()
+    for n, line in _lines(text):
+        fields = line.split(":")
+        if _nis(line):
+            problems.append(f"{source}:{n}: NIS compat entry ignored")
+            continue
+        if len(fields) != 7:
+            problems.append(f"{source}:{n}: expected 7 fields, found {len(fields)}")
+            continue
+        name, _, uid_text, gid_text, gecos, home, shell = fields
+        uid, gid = _int_id(uid_text), _int_id(gid_text)
+        if not name or uid is None or gid is None:
+            problems.append(f"{source}:{n}: bad name, uid or gid in entry {printable(name)!r}")
+            continue
+        if name in seen:
+            problems.append(f"{source}:{n}: duplicate user {printable(name)!r} ignored")
+            continue
+        seen.add(name)
+        entries.append(PasswdEntry(name, uid, gid, gecos, home, shell))
+    return tuple(entries), tuple(problems)
+
+
+def parse_group(text: str, source: str = GROUP) -> tuple[tuple[GroupEntry, ...], tuple[str, ...]]:
+    entries: list[GroupEntry] = []
+    problems: list[str] = []
+    seen: set[str] = set()
+    for n, line in _lines(text):
+        fields = line.split(":")
+        if _nis(line):
+            problems.append(f"{source}:{n}: NIS compat entry ignored")
+            continue
+        if len(fields) != 4:
+            problems.append(f"{source}:{n}: expected 4 fields, found {len(fields)}")
+            continue
+        name, _, gid_text, members_text = fields
+        gid = _int_id(gid_text)
+        if not name or gid is None:
+            problems.append(f"{source}:{n}: bad name or gid in entry {printable(name)!r}")
+            continue
+        if name in seen:
+            problems.append(f"{source}:{n}: duplicate group {printable(name)!r} ignored")
+            continue
+        seen.add(name)
+        members = tuple(dict.fromkeys(m for m in members_text.split(",") if m))
+        entries.append(GroupEntry(name, gid, members))
+    return tuple(entries), tuple(problems)
+
+
+def parse_shadow(text: str, source: str = SHADOW) -> tuple[tuple[ShadowEntry, ...], tuple[str, ...]]:
+    """Accounts and whether each has a password. Problems never quote a line: it may hold a hash."""
+    entries: list[ShadowEntry] = []
+    problems: list[str] = []
+    seen: set[str] = set()
+    for n, line in _lines(text):
+        fields = line.split(":")
+        if _nis(line):
+            problems.append(f"{source}:{n}: NIS compat entry ignored")
+            continue
+        if len(fields) < 2 or not fields[0]:
+            problems.append(f"{source}:{n}: not an account entry")
+            continue
+        name = fields[0]
+        if name in seen:
+            problems.append(f"{source}:{n}: duplicate account {printable(name)!r} ignored")
+            continue
+        seen.add(name)
+        entries.append(ShadowEntry(name, PasswordState.of(fields[1])))
+    return tuple(entries), tuple(problems)
+
+
+def _json_object(text: str, source: str) -> tuple[dict[str, Any], tuple[str, ...]]:
+    if not text.strip():
+        return {}, ()
+    try:
+        data = json.loads(text)
+    except (ValueError, RecursionError) as exc:
+        return {}, (f"{source}:1: not JSON: {type(exc).__name__}",)
+    if not isinstance(data, dict):
+        return {}, (f"{source}:1: expected a JSON object, found {type(data).__name__}",)
+    return data, ()
+
+
+def parse_id_map(text: str, source: str = UID_MAP) -> tuple[tuple[IdAllocation, ...], tuple[str, ...]]:
+    """uid-map or gid-map: `{"alice": 1000, ...}` (to_json with canonical keys)."""
+    data, problems = _json_object(text, source)
+    entries: list[IdAllocation] = []
+    bad: list[str] = list(problems)
+    for name, value in sorted(data.items()):
+        # JSON booleans are ints in Python; an id is never true or false
+        if isinstance(value, int) and not isinstance(value, bool) and 0 <= value <= _MAX_ID and name:
+            entries.append(IdAllocation(name, value))
+        else:
+            bad.append(f"{source}:1: bad id for {printable(name)!r}")
+    return tuple(entries), tuple(bad)
+
+
+def parse_names(text: str, source: str = DECLARATIVE_USERS) -> tuple[tuple[str, ...], tuple[str, ...]]:
+    """declarative-users or declarative-groups: names joined by spaces."""
+    names = tuple(dict.fromkeys(text.split()))
+    bad = [name for name in names if ":" in name]
+    problems = tuple(f"{source}:1: bad name {printable(name)!r}" for name in bad)
+    return tuple(n for n in names if n not in bad), problems

@@ -1,0 +1,274 @@
+"""Unit directories and unit files: what a directory holds (units, masks, wants links, drop-ins) and
+the few settings of a unit file that nixdrift compares.
+
+Only Type=, RemainAfterExit=, ExecStart=, Listen*= and whether any Condition*/Assert* exists are
+kept from a unit file: Environment= and friends may hold secrets and are never retained.
+"""
+
+from __future__ import annotations
+
+import enum
+import hashlib
+import os
+import re
+from collections.abc import Iterable
+from dataclasses import dataclass
+
+from nixdrift.capture.closure import UNIT_SUFFIXES
+from nixdrift.rootfs import Root
+
+LINK_DIR_SUFFIXES = (".wants", ".requires", ".upholds")
+DROPIN_DIR_SUFFIX = ".d"
+NULL = "/dev/null"
+
+
+class EntryKind(enum.Enum):
+    UNIT = "unit"  # a unit file, or a link to one (an alias or a linked unit)
+    MASK = "mask"  # a link to /dev/null, or an empty file
+    LINK = "link"  # <target>.wants/<unit> (or .requires, .upholds): an enablement
+    DROPIN = "dropin"  # <unit>.d/<name>.conf
+
+
+@dataclass(frozen=True, slots=True)
+class UnitEntry:
+    rel: str  # path relative to the unit directory, e.g. "multi-user.target.wants/sshd.service"
+    kind: EntryKind
+    host_path: str  # the entry's absolute host path (not resolved)
+    target: str = ""  # the symlink's target as written ("" for a plain file)
+    digest: str = ""  # sha256 of the resolved content, when it was read
+
+    @property
+    def name(self) -> str:
+        return self.rel.rsplit("/", 1)[-1]
+
+    @property
+    def parent(self) -> str:
+        """The unit a link or drop-in hangs off: "multi-user.target" for a wants link."""
+        if "/" not in self.rel:
+            return ""
+        head = self.rel.split("/", 1)[0]
+        for suffix in (*LINK_DIR_SUFFIXES, DROPIN_DIR_SUFFIX):
+            if head.endswith(suffix):
+                return head[: -len(suffix)]
+        return head
+
+    @property
+    def unit(self) -> str:
+        """The unit this entry concerns: the linked unit, the unit a drop-in changes, or itself."""
+        return self.parent if self.kind is EntryKind.DROPIN else self.name
+
+
+@dataclass(frozen=True, slots=True)
+class UnitDir:
+    host_dir: str
+    entries: tuple[UnitEntry, ...] = ()
+
+    def by_rel(self) -> dict[str, UnitEntry]:
+        return {e.rel: e for e in self.entries}
+
+    def of_kind(self, kind: EntryKind) -> tuple[UnitEntry, ...]:
+        return tuple(e for e in self.entries if e.kind is kind)
+
+
+# -- unit names -------------------------------------------------------------------------------
+
+
+def template_of(unit: str) -> str | None:
+    """ "getty@tty1.service" -> "getty@.service"; None for a unit that is no template instance."""
+    match = re.fullmatch(r"([^@/]+)@([^/]+)(\.[a-z]+)", unit)
+    return f"{match.group(1)}@{match.group(3)}" if match and match.group(2) else None
+
+
+def is_unit_name(name: str) -> bool:
+    return name.endswith(UNIT_SUFFIXES) and "/" not in name and not name.startswith(".")
+
+
+# -- scanning a directory ---------------------------------------------------------------------
+
+
+def digest_of(root: Root, host_path: str) -> str:
+    """sha256 of a file's content after following links ("" when unreadable)."""
+    try:
+        return hashlib.sha256(root.read_bytes(host_path)).hexdigest()
+    except OSError:
+        return ""
+
+
+def readlink(root: Root, host_path: str) -> str:
+    """A link's target ("" for no link), with the links in its parent directories followed first
+    (a closure's etc/systemd/system is itself reached through links)."""
+    parent, _, name = host_path.rpartition("/")
+    try:
+        return os.readlink(root.open_path(parent or "/") / name)
+    except OSError:
+        return ""
+
+
+def _top_entry(root: Root, host_path: str, rel: str, digests: bool) -> UnitEntry:
+    target = readlink(root, host_path)
+    if target and root.resolve(host_path) == NULL:
+        return UnitEntry(rel, EntryKind.MASK, host_path, target)
+    try:
+        empty = root.open_path(host_path).stat().st_size == 0
+    except OSError:
+        empty = False  # a dangling link: systemd ignores it, keep it as a unit for the record
+    if empty and not target:
+        return UnitEntry(rel, EntryKind.MASK, host_path)
+    return UnitEntry(rel, EntryKind.UNIT, host_path, target, digest_of(root, host_path) if digests else "")
+
+
+def _list(path: os.PathLike[str] | str) -> list[str]:
+    try:
+        return sorted(os.listdir(path))
+    except OSError:
+        return []
+
+
+def scan_unit_dir(root: Root, host_dir: str, digests: bool = True) -> UnitDir | None:
+    """What a unit directory holds, or None when it does not exist (or is no directory)."""
+    real = root.open_path(host_dir)
+    if not real.is_dir():
+        return None
+    entries: list[UnitEntry] = []
+    for name in _list(real):
+        host_path = f"{host_dir}/{name}"
+        if is_unit_name(name):
+            entries.append(_top_entry(root, host_path, name, digests))
+        elif name.endswith(LINK_DIR_SUFFIXES) or name.endswith(DROPIN_DIR_SUFFIX):
+            sub = root.open_path(host_path)
+            is_dropin = name.endswith(DROPIN_DIR_SUFFIX)
+            for child in _list(sub) if sub.is_dir() else []:
+                child_path = f"{host_path}/{child}"
+                rel = f"{name}/{child}"
+                if is_dropin and child.endswith(".conf"):
+                    digest = digest_of(root, child_path) if digests else ""
+                    entries.append(UnitEntry(rel, EntryKind.DROPIN, child_path, readlink(root, child_path), digest))
+                elif not is_dropin and is_unit_name(child):
+                    entries.append(UnitEntry(rel, EntryKind.LINK, child_path, readlink(root, child_path)))
+    return UnitDir(host_dir, tuple(entries))
+
+
+def with_digests(root: Root, unit_dir: UnitDir, rels: Iterable[str]) -> UnitDir:
+    """The same directory with the content digest filled in for the given entries."""
+    wanted = set(rels)
+    entries = tuple(
+        UnitEntry(e.rel, e.kind, e.host_path, e.target, digest_of(root, e.host_path))
+        if e.rel in wanted and not e.digest and e.kind is not EntryKind.LINK
+        else e
+        for e in unit_dir.entries
+    )
+    return UnitDir(unit_dir.host_dir, entries)
+
+
+# -- parsing a unit file ----------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class UnitSetting:
+    section: str
+    key: str
+    value: str
+
+
+_SECTION = re.compile(r"\[([^\[\]]+)\]")
+_KEY = re.compile(r"[A-Za-z0-9_-]+")
+
+
+def parse_unit_file(text: str, source: str = "unit") -> tuple[tuple[UnitSetting, ...], tuple[str, ...]]:
+    """systemd's INI dialect: [Section], Key=Value, comments (# ;), backslash continuations."""
+    settings: list[UnitSetting] = []
+    problems: list[str] = []
+    section = ""
+    pending = ""  # a continued line being joined
+    start = 0
+    for lineno, raw in enumerate(text.splitlines(), 1):
+        line = raw.strip()
+        if not pending:
+            start = lineno
+            if not line or line[0] in "#;":
+                continue
+        elif line[:1] in ("#", ";"):
+            continue  # a comment inside a continuation is skipped, as systemd does
+        if line.endswith("\\"):
+            pending += line[:-1] + " "
+            continue
+        line, pending = pending + line, ""
+        _parse_line(line, section, f"{source}:{start}", settings, problems)
+        if (match := _SECTION.fullmatch(line)) is not None:
+            section = match.group(1)
+    if pending:
+        _parse_line(pending.strip(), section, f"{source}:{start}", settings, problems)
+    return tuple(settings), tuple(problems)
+
+
+def _parse_line(line: str, section: str, where: str, settings: list[UnitSetting], problems: list[str]) -> None:
+    if line.startswith("["):
+        if _SECTION.fullmatch(line) is None:
+            problems.append(f"{where}: malformed section header")
+        return
+    key, sep, value = line.partition("=")
+    key = key.strip()
+    if not sep or not _KEY.fullmatch(key):
+        problems.append(f"{where}: not a Key=Value line")
+    elif not section:
+        problems.append(f"{where}: setting outside any section")
+    else:
+        settings.append(UnitSetting(section, key, value.strip()))
+
+
+@dataclass(frozen=True, slots=True)
+class UnitFile:
+    """The settings of a unit (fragment plus drop-ins, in order) that nixdrift compares."""
+
+    type: str = ""
+    remain_after_exit: bool = False
+    conditional: bool = False  # has Condition*= or Assert*=: being inactive may be intended
+    exec_start: tuple[str, ...] = ()
+    listen: tuple[str, ...] = ()  # "ListenStream=0.0.0.0:80"
+
+    @property
+    def runs_once(self) -> bool:
+        """A oneshot without RemainAfterExit is inactive after a successful run."""
+        return self.type == "oneshot" and not self.remain_after_exit
+
+
+def _yes(value: str) -> bool:
+    return value.strip().lower() in ("1", "yes", "true", "on")
+
+
+def summarize(settings: Iterable[UnitSetting]) -> UnitFile:
+    """Fold settings in order: later values win, an empty ExecStart=/Listen*= resets the list."""
+    type_, remain, conditional = "", False, False
+    exec_start: list[str] = []
+    listen: list[str] = []
+    for s in settings:
+        if s.key.startswith(("Condition", "Assert")) and s.section == "Unit":
+            conditional = True
+        elif s.key == "Type" and s.section == "Service":
+            type_ = s.value
+        elif s.key == "RemainAfterExit" and s.section == "Service":
+            remain = _yes(s.value)
+        elif s.key == "ExecStart" and s.section == "Service":
+            exec_start = [*exec_start, s.value] if s.value else []
+        elif s.key.startswith("Listen") and s.section == "Socket":
+            # An empty assignment of any Listen*= resets all of them (systemd.socket(5)).
+            listen = [*listen, f"{s.key}={s.value}"] if s.value else []
+    return UnitFile(type_, remain, conditional, tuple(exec_start), tuple(listen))
+
+
+def read_unit_file(root: Root, host_paths: Iterable[str]) -> tuple[UnitFile | None, tuple[str, ...]]:
+    """Read a fragment and its drop-ins (in order) into one summary; None when the fragment is unreadable."""
+    settings: list[UnitSetting] = []
+    problems: list[str] = []
+    for index, path in enumerate(host_paths):
+        try:
+            text = root.read_text(path)
+        except OSError as exc:
+            if index == 0:
+                return None, (f"{path}: cannot read: {exc.strerror or exc}",)
+            problems.append(f"{path}: cannot read: {exc.strerror or exc}")
+            continue
+        found, bad = parse_unit_file(text, path)
+        settings.extend(found)
+        problems.extend(bad)
+    return summarize(settings), tuple(problems)
