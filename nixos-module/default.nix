@@ -16,7 +16,7 @@ let
   } // lib.optionalAttrs cfg.kubernetes.enable {
     kubernetes = {
       enable = true;
-      inherit (cfg.kubernetes) namespace;
+      inherit (cfg.kubernetes) namespace heartbeat;
     } // lib.optionalAttrs (cfg.kubernetes.kubeconfig != null) {
       kubeconfig = toString cfg.kubernetes.kubeconfig;
     };
@@ -153,9 +153,16 @@ in
     kubernetes = {
       enable = mkEnableOption "publishing this host's report as a PolicyReport to Kubernetes";
       kubeconfig = mkOption {
-        type = types.nullOr types.path;
+        # a string, not a path: a path literal would copy the credentials into the world-readable store
+        type = types.nullOr types.str;
         default = null;
-        description = "Kubeconfig with this host's credentials (see deploy/README.md); null uses in-cluster config.";
+        example = "/run/keys/nixdrift-kubeconfig";
+        description = "Kubeconfig file with this host's credentials (see deploy/README.md); null uses in-cluster config.";
+      };
+      heartbeat = mkOption {
+        type = types.ints.positive;
+        default = 3600;
+        description = "Seconds between re-sends of an unchanged report, so the fleet view can tell a silent host.";
       };
       namespace = mkOption {
         type = types.str;

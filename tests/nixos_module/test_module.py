@@ -90,7 +90,7 @@ def test_rendered_config_is_read_by_the_daemon_as_set() -> None:
             "intervals": {"etc": 60},
             "autoRemediate": True,
             "prometheus": {"textfileDir": "/var/lib/node-exporter"},
-            "kubernetes": {"enable": True, "namespace": "fleet", "kubeconfig": "/run/keys/kube"},
+            "kubernetes": {"enable": True, "namespace": "fleet", "kubeconfig": "/run/keys/kube", "heartbeat": 600},
             "settings": {"severity": {"repo/*": "low"}},
         },
         host="db1",
@@ -107,6 +107,7 @@ def test_rendered_config_is_read_by_the_daemon_as_set() -> None:
     assert loaded.prometheus_textfile_dir == "/var/lib/node-exporter"
     assert loaded.kubernetes.enable and loaded.kubernetes.namespace == "fleet"
     assert loaded.kubernetes.kubeconfig == "/run/keys/kube"
+    assert loaded.kubernetes.heartbeat == 600
     assert loaded.severity == {"repo/*": Severity.LOW}
     sc = cfg["systemd"]["services"]["nixdrift"]["serviceConfig"]
     assert "-/var/lib/node-exporter" in sc["ReadWritePaths"]
