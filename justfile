@@ -2,6 +2,8 @@
 set shell := ["bash", "-euo", "pipefail", "-c"]
 
 venv := ".venv/bin"
+# the development install when there is one, else the nixdrift on PATH (the NixOS module puts it there)
+nixdrift := if path_exists(".venv/bin/nixdrift") == "true" { ".venv/bin/nixdrift" } else { "nixdrift" }
 flake := env_var_or_default("NIXDRIFT_FLAKE", "/etc/nixos")
 host := env_var_or_default("NIXDRIFT_HOST", `hostname -s 2>/dev/null || cat /etc/hostname`)
 
@@ -13,12 +15,12 @@ setup:
     bash scripts/bootstrap.sh
 
 # the common case: this host against its flake (exit 0 none, 1 drift, 2 error)
-check-drift *ARGS: setup
-    {{venv}}/nixdrift check --flake {{quote(flake)}} --host {{quote(host)}} {{ARGS}}
+check-drift *ARGS:
+    {{nixdrift}} check --flake {{quote(flake)}} --host {{quote(host)}} {{ARGS}}
 
 # write the full report set into DIR
-drift-report DIR="drift-report": setup
-    {{venv}}/nixdrift report --flake {{quote(flake)}} --host {{quote(host)}} --out {{quote(DIR)}}
+drift-report DIR="drift-report":
+    {{nixdrift}} report --flake {{quote(flake)}} --host {{quote(host)}} --out {{quote(DIR)}}
 
 # build the bundled demo host and print its report
 demo *ARGS: setup
