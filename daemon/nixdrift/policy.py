@@ -58,6 +58,7 @@ RULES: Mapping[str, tuple[Severity, str]] = {
     # firewall
     "firewall-disabled": (C, "The firewall the flake enables is not active: every listener is reachable."),
     "port-opened": (C, "A port is open in the firewall that the flake does not allow."),
+    "port-opened-extra": (H, "An undeclared port is open; the flake's own extra firewall rules may be what opens it."),
     "port-closed": (M, "A port the flake allows is not open in the firewall."),
     "firewall-unavailable": (N, "The firewall ruleset could not be read."),
     # exposure

@@ -76,8 +76,13 @@ def iptables_save(fw: dict[str, Any], family: str = "ipv4", *, hand: Sequence[st
     return "\n".join(lines) + "\n"
 
 
-def _nft_set(ports: list[int], ranges: list[dict[str, int]]) -> dict[str, Any]:
-    return {"set": [*ports, *({"range": [r["from"], r["to"]]} for r in ranges)]}
+def _nft_set(items: Sequence[Any]) -> Any:
+    """nft prints a one-element set as its bare element."""
+    return items[0] if len(items) == 1 else {"set": list(items)}
+
+
+def _nft_ports(ports: list[int], ranges: list[dict[str, int]]) -> Any:
+    return _nft_set([*ports, *({"range": [r["from"], r["to"]]} for r in ranges)])
 
 
 def nft_ruleset(fw: dict[str, Any], *, temp: Sequence[Any] = (), hand: Sequence[dict[str, Any]] = ()) -> str:
@@ -100,7 +105,7 @@ def nft_ruleset(fw: dict[str, Any], *, temp: Sequence[Any] = (), hand: Sequence[
             )
             if ports or ranges:
                 on = [match(iif, iface)] if iface else []
-                dport = match({"payload": {"protocol": proto, "field": "dport"}}, _nft_set(ports, ranges))
+                dport = match({"payload": {"protocol": proto, "field": "dport"}}, _nft_ports(ports, ranges))
                 allow.append(rule("input-allow", 20 + len(allow), *on, dport, {"accept": None}))
     temp_set = {**base, "name": "temp-ports", "type": ["inet_proto", "inet_service"], "handle": 2, "flags": "interval"}
     items = [
@@ -119,7 +124,7 @@ def nft_ruleset(fw: dict[str, Any], *, temp: Sequence[Any] = (), hand: Sequence[
             }
         },
         {"chain": {**base, "name": "input-allow", "handle": 6}},
-        rule("input", 10, match(iif, {"set": fw.get("trustedInterfaces", [])}), {"accept": None}),
+        rule("input", 10, match(iif, _nft_set(fw.get("trustedInterfaces", []))), {"accept": None}),
         *allow,
         rule(
             "input-allow",
@@ -317,3 +322,28 @@ def test_snapshot_extra_writes_what_the_tools_print(monkeypatch: pytest.MonkeyPa
     assert (tmp_path / ".nixdrift" / "iptables-save.txt").read_text() == iptables_save(FW)
     section = capture_firewall.capture(Root.of(tmp_path), declared())
     assert compare_firewall.compare(declared(), section) == ()
+
+
+def test_port_opened_where_the_flake_adds_its_own_rules_is_high(tmp_path: Path) -> None:
+    tool = "-A nixos-fw -p tcp -m tcp --dport 8888 -j nixos-fw-accept"
+    found = check(declared(hasExtraRules=True), tmp_path, ipt_files(hand=[tool]))
+    f = found["firewall/tcp/8888"]
+    assert (f.severity, f.kind, f.evidence["rule"]) == (Severity.HIGH, Kind.UNMANAGED, "port-opened-extra")
+    assert "The flake adds its own firewall rules (extraCommands/extraInputRules)" in f.message
+
+
+def test_temp_port_is_critical_even_where_the_flake_adds_its_own_rules(tmp_path: Path) -> None:
+    nft = nft_ruleset(FW, temp=[{"concat": ["tcp", 8888]}])
+    found = check(declared("nftables", hasExtraRules=True), tmp_path, {"nft.json": nft})
+    assert found["firewall/tcp/8888"].severity is Severity.CRITICAL
+
+
+def test_accept_from_one_subnet_opens_every_port_there_but_keeps_the_firewall(tmp_path: Path) -> None:
+    found = check(declared(), tmp_path, ipt_files(hand=["-A nixos-fw -s 10.0.0.0/8 -j nixos-fw-accept"]))
+    assert list(found) == ["firewall/all/0-65535"]
+    assert found["firewall/all/0-65535"].actual == "open (ipv4, ipv6; only where -s 10.0.0.0/8)"
+
+
+def test_firewalld_backend_is_unavailable_not_disabled(tmp_path: Path) -> None:
+    section = capture_firewall.capture(Root.of(tmp_path), declared("firewalld"))
+    assert section.unavailable == "networking.firewall.backend = firewalld: only iptables and nftables are compared"

@@ -106,7 +106,10 @@ def _rule(chain: str, handle: int, *expr: dict[str, Any], comment: str | None = 
 
 
 def nft_ruleset(temp_ports: list[Any] | None = None, extra: list[dict[str, Any]] | None = None) -> dict[str, Any]:
-    """`nft -j list ruleset` of firewall-nftables.nix with the same declaration as IPTABLES_SAVE."""
+    """`nft -j list ruleset` of firewall-nftables.nix with the same declaration as IPTABLES_SAVE.
+
+    Shapes as nft 1.0.6 prints them: a one-element set is a bare value (`"lo"`, a `range`).
+    """
     temp: dict[str, Any] = {
         "family": "inet", "name": "temp-ports", "table": "nixos-fw", "type": ["inet_proto", "inet_service"],
         "handle": 2, "comment": "Temporarily opened ports", "flags": ["interval"],
@@ -131,17 +134,17 @@ def nft_ruleset(temp_ports: list[Any] | None = None, extra: list[dict[str, Any]]
                   ACCEPT, comment="DHCPv4 client/server"),
             _rule("rpfilter", 8, _m({"fib": {"result": "oif", "flags": ["saddr", "mark", "iif"]}}, True), ACCEPT),
             _rule("rpfilter", 9, {"jump": {"target": "rpfilter-allow"}}),
-            _rule("input", 10, _m(IIF, {"set": ["lo"]}), ACCEPT, comment="trusted interfaces"),
+            _rule("input", 10, _m(IIF, "lo"), ACCEPT, comment="trusted interfaces"),
             _rule("input", 11, {"vmap": {"key": {"ct": {"key": "state"}}, "data": {"set": [
                 ["invalid", {"drop": None}], ["established", {"accept": None}], ["related", {"accept": None}],
                 ["new", {"jump": {"target": "input-allow"}}], ["untracked", {"jump": {"target": "input-allow"}}],
             ]}}}),
             _rule("input", 12,
-                  _m({"&": [{"payload": {"protocol": "tcp", "field": "flags"}}, {"|": ["fin", "syn", "rst", "ack"]}]},
+                  _m({"&": [{"payload": {"protocol": "tcp", "field": "flags"}}, ["fin", "syn", "rst", "ack"]]},
                      "syn"),
                   {"log": {"prefix": "refused connection: ", "level": "info"}}),
             _rule("input-allow", 13, _m(_dport("tcp"), {"set": [22, 80]}), ACCEPT),
-            _rule("input-allow", 14, _m(_dport("udp"), {"set": [{"range": [60000, 61000]}]}), ACCEPT),
+            _rule("input-allow", 14, _m(_dport("udp"), {"range": [60000, 61000]}), ACCEPT),
             _rule("input-allow", 15, _m(IIF, "eth1"), _m(_dport("tcp"), 8080), ACCEPT),
             _rule("input-allow", 16,
                   _m({"concat": [{"meta": {"key": "l4proto"}}, {"payload": {"protocol": "th", "field": "dport"}}]},
@@ -353,3 +356,68 @@ def test_nft_parser_never_raises_on_json_ish_input(exprs: list[Any], elems: list
     extra.append({"rule": {"family": "inet", "table": "nixos-fw", "chain": "input", "expr": exprs}})
     parse_nft_json(json.dumps(nft_ruleset(temp_ports=elems, extra=extra)))
     parse_nft_json(json.dumps({"nftables": exprs}))
+
+
+def test_iptables_protocol_all_and_ctstate_new_are_read_as_iptables_means_them() -> None:
+    text = IPTABLES_SAVE.replace(
+        "-A nixos-fw -i lo -j",
+        "-A nixos-fw -s 10.0.0.0/8 -p all -j nixos-fw-accept\n"
+        "-A nixos-fw -p tcp -m tcp --dport 5004 -m conntrack --ctstate NEW -j nixos-fw-accept\n-A nixos-fw -i lo -j",
+    )
+    records, _ = parse_iptables_save(text)
+    accepts = {a.text: a for a in records if isinstance(a, FwAccept)}
+    subnet = accepts["-A nixos-fw -s 10.0.0.0/8 -p all -j nixos-fw-accept"]
+    assert (subnet.proto, subnet.ports, subnet.conditions) == (None, (), "-s 10.0.0.0/8")
+    new = accepts["-A nixos-fw -p tcp -m tcp --dport 5004 -m conntrack --ctstate NEW -j nixos-fw-accept"]
+    assert (new.ports, new.conditions) == ((PortRange(5004, 5004),), "")
+
+
+def _ipt_nft_rule(handle: int, *expr: dict[str, Any], chain: str = "nixos-fw") -> dict[str, Any]:
+    counted = [*expr[:-1], {"counter": {"packets": 0, "bytes": 0}}, expr[-1]]
+    return {"rule": {"family": "ip", "table": "filter", "chain": chain, "handle": handle, "expr": counted}}
+
+
+FW_ACCEPT = {"jump": {"target": "nixos-fw-accept"}}
+
+
+def iptables_nft_ruleset(*extra: dict[str, Any]) -> dict[str, Any]:
+    """`nft -j list ruleset` (nft 1.0.6) of IPTABLES_SAVE's filter table loaded by iptables-nft 1.8.9."""
+    chain = {"family": "ip", "table": "filter"}
+    hook = {"type": "filter", "prio": 0, "policy": "accept"}
+    return {"nftables": [
+        {"table": {"family": "ip", "name": "filter", "handle": 1}},
+        {"chain": {**chain, "name": "INPUT", "handle": 1, "hook": "input", **hook}},
+        *({"chain": {**chain, "name": n, "handle": h}} for h, n in enumerate(
+            ("nixos-fw", "nixos-fw-accept", "nixos-fw-log-refuse", "nixos-fw-refuse"), 5)),
+        _ipt_nft_rule(10, _m(IIF, "lo"), FW_ACCEPT),
+        _ipt_nft_rule(11, _m(IIF, "ve-*"), _m(_dport("udp"), 67), FW_ACCEPT),
+        _ipt_nft_rule(15, {"xt": {"type": "match", "name": "conntrack"}}, FW_ACCEPT),
+        _ipt_nft_rule(16, _m(_dport("tcp"), 22), FW_ACCEPT),
+        _ipt_nft_rule(19, _m(_dport("udp"), {"range": [60000, 61000]}), FW_ACCEPT),
+        _ipt_nft_rule(20, _m({"meta": {"key": "l4proto"}}, "icmp"), {"xt": {"type": "match", "name": "icmp"}},
+                      FW_ACCEPT),
+        *extra,
+        _ipt_nft_rule(21, {"jump": {"target": "nixos-fw-log-refuse"}}),
+        _ipt_nft_rule(22, {"drop": None}, chain="nixos-fw-refuse"),
+        _ipt_nft_rule(23, {"jump": {"target": "nixos-fw"}}, chain="INPUT"),
+    ]}  # fmt: skip
+
+
+def test_iptables_nft_rules_seen_through_nft_skip_conntrack_and_icmp() -> None:
+    records, problems = parse_nft_json(json.dumps(iptables_nft_ruleset()))
+    assert problems == ()
+    assert records[0] == FwBase("ipv4", hooked=True, refuses=True)
+    assert _ports(records) == {
+        ("ipv4", "ve-+", "udp", 67, 67), ("ipv4", None, "tcp", 22, 22), ("ipv4", None, "udp", 60000, 61000),
+    }  # fmt: skip
+    assert [a.interface for a in records if isinstance(a, FwAccept) and a.proto is None] == ["lo"]
+
+
+def test_iptables_nft_conntrack_new_on_a_port_opens_it_and_multiport_is_a_problem() -> None:
+    ctnew = _ipt_nft_rule(30, _m(_dport("tcp"), 5004), {"xt": {"type": "match", "name": "conntrack"}}, FW_ACCEPT)
+    multi = _ipt_nft_rule(31, _m({"meta": {"key": "l4proto"}}, "tcp"), {"xt": {"type": "match", "name": "multiport"}},
+                          FW_ACCEPT)  # fmt: skip
+    records, problems = parse_nft_json(json.dumps(iptables_nft_ruleset(ctnew, multi)))
+    assert ("ipv4", None, "tcp", 5004, 5004) in _ports(records)
+    assert not any(r.end == 65535 for a in records if isinstance(a, FwAccept) for r in a.ports)
+    assert len(problems) == 1 and "multiport" in problems[0] and problems[0].startswith("nft.json:")

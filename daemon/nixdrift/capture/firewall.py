@@ -91,6 +91,9 @@ def _iptables(root: Root) -> Section[FirewallLive] | None:
 
 
 def capture(root: Root, declared: DeclaredState) -> Section[FirewallLive]:
+    if declared.firewall.backend not in ("iptables", "nftables"):  # firewalld keeps its own tables
+        reason = f"networking.firewall.backend = {declared.firewall.backend}: only iptables and nftables are compared"
+        return Section.missing(Category.FIREWALL, reason)
     readers = (_nftables, _iptables) if declared.firewall.backend == "nftables" else (_iptables, _nftables)
     for reader in readers:
         section = reader(root)

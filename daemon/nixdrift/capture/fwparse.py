@@ -25,9 +25,10 @@ ACCEPT_TARGETS = frozenset({"ACCEPT", "nixos-fw-accept"})
 REFUSE_TARGETS = frozenset({"nixos-fw-log-refuse", "nixos-fw-refuse", "DROP", "REJECT"})
 IPT_CHAINS = frozenset({"INPUT", "nixos-fw"})  # where NixOS (and a hand edit) accepts input
 _PROTOS = {"6": "tcp", "17": "udp", "tcp": "tcp", "udp": "udp"}
+_ANY_PROTO = frozenset({"all", "0"})  # `-p all` matches every protocol, as no -p does
 _SERVICES = {"ssh": 22, "http": 80, "https": 443, "domain": 53, "ntp": 123}
 # iptables match modules that only introduce the options parsed here
-_PLAIN_MODULES = frozenset({"tcp", "udp", "multiport", "comment"})
+_PLAIN_MODULES = frozenset({"tcp", "udp", "multiport", "comment", "conntrack", "state"})
 
 
 @dataclass(frozen=True, slots=True)
@@ -111,7 +112,8 @@ def _ipt_rule(tokens: list[str]) -> _IptRule:
             continue
         match tok:
             case "-p" | "--protocol":
-                rule.proto = value.lower()
+                proto = value.lower()
+                rule.proto = None if proto in _ANY_PROTO else _PROTOS.get(proto, proto)
             case "-i" | "--in-interface":
                 rule.interface = value
             case "-j" | "--jump" | "-g" | "--goto":
@@ -125,8 +127,8 @@ def _ipt_rule(tokens: list[str]) -> _IptRule:
             case "--comment":
                 pass
             case "--ctstate" | "--state":
+                # NEW (what "open" means anyway) is no narrowing; ESTABLISHED,RELATED is no opening
                 rule.stateful = "NEW" not in value.upper().split(",")
-                conds.append(f"{tok} {value}")
             case _:
                 conds.append(f"{tok} {value}".strip())
     rule.conditions = tuple(conds)
@@ -325,12 +327,34 @@ def _nft_rule(expr: Any) -> _NftRule:
                 rule.accept = body.get("target") in ACCEPT_TARGETS  # iptables-nft: -j nixos-fw-accept
             case "counter" | "log" | "comment":
                 pass
+            case "xt" if isinstance(body, dict):
+                _nft_xt(rule, body, conds)
             case "vmap" | "drop" | "reject" | "return" | "queue":
                 rule.accept = False
             case _:
                 conds.append(str(key))
+    if rule.protos and not set(rule.protos) & {"tcp", "udp"}:
+        rule.other_proto = True  # meta l4proto icmp / icmpv6 ...: ping and neighbour discovery, not ports
+    rule.protos = tuple(p for p in rule.protos if p in ("tcp", "udp"))
     rule.conditions = tuple(conds)
     return rule
+
+
+def _nft_xt(rule: _NftRule, body: dict[str, Any], conds: list[str]) -> None:
+    """An iptables extension that iptables-nft could not translate: nft JSON shows only its name.
+
+    `-m conntrack --ctstate ESTABLISHED,RELATED` (the rule NixOS puts in nixos-fw) shows as a
+    bare `xt conntrack`; on a rule that also matches a port it is a `--ctstate NEW` opening.
+    """
+    name = str(body.get("name"))
+    if body.get("type") != "match" or name == "comment":
+        return
+    if name in ("conntrack", "state") and not (rule.protos or rule.ports or rule.ifaces or rule.set_ref or conds):
+        rule.stateful = True
+    elif name == "multiport":
+        raise ValueError("iptables multiport match hides its ports from nft; read iptables-save instead")
+    elif name not in ("conntrack", "state", "tcp", "udp"):
+        conds.append(f"xt {name}")
 
 
 def _unwrap(value: Any) -> Any:
@@ -468,10 +492,12 @@ def parse_nft_json(text: str) -> tuple[tuple[FwRecord, ...], tuple[str, ...]]:
             if (body.get("family"), body.get("table")) != (scope.nft_family, scope.table):
                 continue
             chain = str(body.get("chain"))
+            targets.setdefault(chain, set()).update(_jump_targets(body.get("expr")))
+            if chain not in scope.chains:
+                continue  # prerouting, forward, output...: they open no input port
             try:
                 rule = _nft_rule(body.get("expr"))
-                targets.setdefault(chain, set()).update(_jump_targets(body.get("expr")))
-                if chain in scope.chains and rule.accept and not rule.stateful and not rule.other_proto:
+                if rule.accept and not rule.stateful and not rule.other_proto:
                     accepts.extend(_nft_accepts(scope, body, rule, sets))
             except (ValueError, RecursionError) as exc:
                 problems.append(f"nft.json:{index}: {str(exc)[:160]}")

@@ -102,22 +102,30 @@ def _disabled(declared: DeclaredState, live: FirewallLive, actual: str, evidence
     )
 
 
-def _opened(key: tuple[str | None, str, PortRange], accepts: list[FwAccept], live: FirewallLive) -> Finding:
+def _opened(
+    fw: DeclaredFirewall, key: tuple[str | None, str, PortRange], accepts: list[FwAccept], live: FirewallLive
+) -> Finding:
     iface, proto, r = key
     fid, subject = _subject(proto, r, iface)
     conditions = sorted({a.conditions for a in accepts if a.conditions})
     families = ", ".join(sorted({a.family for a in accepts}))
     actual = f"open ({families}" + (f"; only where {' / '.join(conditions)}" if conditions else "") + ")"
     origins = sorted({a.origin for a in accepts})
+    message = f"Port {subject} is open in the firewall but not allowed by networking.firewall."
+    # A rule (not a nixos-firewall-tool set element) may come from the flake's own extra rules,
+    # which nixdrift does not read: still reported, one level lower.
+    extra = fw.has_extra_rules and origins == ["rule"]
+    if extra:
+        message += " The flake adds its own firewall rules (extraCommands/extraInputRules) that may open it."
     return finding(
-        rule_name="port-opened",
+        rule_name="port-opened-extra" if extra else "port-opened",
         id=fid,
         category=Category.FIREWALL,
         subject=subject,
         kind=Kind.UNMANAGED,
         expected="closed",
         actual=actual,
-        message=f"Port {subject} is open in the firewall but not allowed by networking.firewall.",
+        message=message,
         nix=_nix_allow(proto, r, iface),
         command=_revert(accepts),
         evidence={
@@ -138,15 +146,15 @@ def _open_ports(declared: DeclaredState, live: FirewallLive) -> list[Finding]:
         if iface in trusted:
             continue
         if a.proto is None:  # accepts every port
-            if iface is None:
+            if iface is None and not a.conditions:
                 findings.append(_disabled(declared, live, "a rule accepts all input", {"firewall_rule": a.text}))
-            else:
+            else:  # on one interface or from some sources only: every port opened there
                 undeclared[(iface, "all", PortRange(0, 65535))].append(a)
             continue
         for r in a.ports:
             if not _builtin(a, r) and not _allows(fw, a.proto, r, iface):
                 undeclared[(iface, a.proto, r)].append(a)
-    findings.extend(_opened(key, accepts, live) for key, accepts in sorted(undeclared.items(), key=_order))
+    findings.extend(_opened(fw, key, accepts, live) for key, accepts in sorted(undeclared.items(), key=_order))
     return findings
 
 

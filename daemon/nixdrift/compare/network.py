@@ -2,7 +2,8 @@
 
 When the flake declares no nameservers, DHCP (or systemd-resolved) decides them, so only a
 resolv.conf that bypasses a declared systemd-resolved is drift. Extra servers count only when the
-declaration lists servers of its own.
+declaration lists servers of its own; with networking.resolvconf.useLocalResolver the loopback
+resolver (127.0.0.1, ::1) is expected as well.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ from nixdrift.models import Category, Finding, Kind, Section
 
 STUB = "127.0.0.53"
 STUBS = frozenset({STUB, "127.0.0.54"})
+LOOPBACK = frozenset({"127.0.0.1", "::1"})  # what resolvconf writes for useLocalResolver
 
 
 def normalize(server: str) -> str:
@@ -84,6 +86,8 @@ def _nameservers(declared: DeclaredState, live: NetworkLive) -> list[Finding]:
     else:
         live_servers = list(dict.fromkeys(normalize(s) for s in live.nameservers))
     wanted = [normalize(s) for s in declared.nameservers]
+    if declared.local_resolver:  # a resolver on this host serves DNS: listing it is expected
+        live_servers = [s for s in live_servers if s not in LOOPBACK or s in wanted]
     nix = "networking.nameservers = [ " + "".join(nix_str(s) + " " for s in live_servers) + "];"
     if declared.resolved:
         if STUBS & set(live_servers):

@@ -148,6 +148,9 @@ class DeclaredFirewall:
     interfaces: Mapping[str, FirewallPorts] = field(default_factory=dict)
     trusted_interfaces: tuple[str, ...] = ()
     allow_ping: bool = True
+    # extraCommands / extraInputRules / extraForwardRules are set: the flake adds rules of its own
+    # that nixdrift cannot tell from a hand-made one
+    has_extra_rules: bool = False
 
     @classmethod
     def from_json(cls, d: Mapping[str, Any]) -> DeclaredFirewall:
@@ -158,6 +161,7 @@ class DeclaredFirewall:
             interfaces={str(k): FirewallPorts.from_json(v) for k, v in sorted((d.get("interfaces") or {}).items())},
             trusted_interfaces=_strs(d.get("trustedInterfaces")),
             allow_ping=bool(d.get("allowPing", True)),
+            has_extra_rules=bool(d.get("hasExtraRules")),
         )
 
     def allows(self, proto: str, port: int, interface: str | None = None) -> bool:
@@ -211,6 +215,7 @@ class DeclaredState:
     firewall: DeclaredFirewall
     file_systems: Mapping[str, DeclaredFileSystem]  # keyed by mount point
     swap_devices: tuple[DeclaredSwap, ...]
+    local_resolver: bool = False  # networking.resolvconf.useLocalResolver: 127.0.0.1 / ::1 serve DNS
 
     @classmethod
     def from_json(cls, host: str, flake: FlakeInfo, d: Mapping[str, Any]) -> DeclaredState:
@@ -228,6 +233,7 @@ class DeclaredState:
             domain=_opt(d.get("domain")),
             nameservers=_strs(d.get("nameservers")),
             resolved=bool(d.get("resolved")),
+            local_resolver=bool(d.get("useLocalResolver")),
             system_packages=tuple(DeclaredPackage.from_json(p) for p in d.get("systemPackages") or ()),
             mutable_users=bool(d.get("mutableUsers", True)),
             users={u.name: u for u in sorted(users, key=lambda u: u.name)},

@@ -64,6 +64,7 @@ in
   domain = networking.domain or null;
   nameservers = networking.nameservers or [ ];
   resolved = config.services.resolved.enable or false;
+  useLocalResolver = networking.resolvconf.useLocalResolver or false;
 
   systemPackages = drvs (config.environment.systemPackages or [ ]);
 
@@ -107,10 +108,14 @@ in
 
   firewall = ports firewall // {
     enable = firewall.enable or true;
-    backend = if (networking.nftables.enable or false) then "nftables" else "iptables";
+    # newer NixOS has networking.firewall.backend (also "firewalld"); before, nftables.enable decided
+    backend = firewall.backend or (if (networking.nftables.enable or false) then "nftables" else "iptables");
     trustedInterfaces = firewall.trustedInterfaces or [ ];
     interfaces = mapSet (_: ports) (firewall.interfaces or { });
     allowPing = firewall.allowPing or true;
+    # rules of the flake's own: a port they open cannot be told from one opened by hand
+    hasExtraRules = (firewall.extraCommands or "") != "" || (firewall.extraInputRules or "") != ""
+      || (firewall.extraForwardRules or "") != "";
   };
 
   fileSystems = mapSet (n: fs: {
