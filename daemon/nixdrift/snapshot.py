@@ -26,6 +26,8 @@ from nixdrift.rootfs import SNAPSHOT_DIR, Root
 log = logging.getLogger(__name__)
 
 ALWAYS = ("/etc/hostname", "/etc/os-release", "/run/current-system", "/run/booted-system")
+# host paths copied from another source on a live host (see capture/mounts.py)
+SOURCES = {"/proc/self/mountinfo": "/proc/1/mountinfo"}
 REDACTED = {"/etc/shadow": 1, "/etc/gshadow": 1}  # path -> index of the hash field
 HASH_MARKER = "$nixdrift-redacted$"
 
@@ -72,6 +74,8 @@ def copy_paths(root: Root, out: Path, paths: Iterable[str]) -> list[str]:
     copied: list[str] = []
     for host_path in sorted(set(paths)):
         src = root.path(host_path)
+        if root.is_live and host_path in SOURCES and os.access(SOURCES[host_path], os.R_OK):
+            src = Path(SOURCES[host_path])
         if not os.path.lexists(src):
             continue
         dst = out / host_path.lstrip("/")

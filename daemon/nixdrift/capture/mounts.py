@@ -17,6 +17,9 @@ from nixdrift.models import Category, Section
 from nixdrift.rootfs import Root
 
 MOUNTINFO = "/proc/self/mountinfo"
+# On a live host the mounts of init's namespace are the host's: a hardened service (PrivateTmp,
+# ProtectSystem) sees extra mounts of its own in /proc/self. Needs CAP_SYS_PTRACE, else self.
+HOST_MOUNTINFO = "/proc/1/mountinfo"
 SWAPS = "/proc/swaps"
 SNAPSHOT_PATHS: tuple[str, ...] = (MOUNTINFO, SWAPS)
 _ESCAPE = re.compile(r"\\([0-7]{3})")
@@ -133,7 +136,9 @@ def _read(root: Root, path: str) -> str | None:
 
 
 def capture(root: Root, declared: DeclaredState) -> Section[MountsLive]:
-    text = _read(root, MOUNTINFO)
+    text = _read(root, HOST_MOUNTINFO) if root.is_live else None
+    if text is None:
+        text = _read(root, MOUNTINFO)
     if text is None:
         return Section.missing(Category.MOUNTS, f"{MOUNTINFO} is not readable below {root.prefix}")
     mounts, problems = parse_mountinfo(text)

@@ -152,6 +152,10 @@ def capture(root: Root, declared: DeclaredState) -> Section[ServicesLive]:
     # Content digests of the closure are needed only where a writable directory has the same entry.
     closure = _with_digests(root, closure, {e.rel for d in writable for e in d.entries})
     runtime, problems = runtime_units(root)
+    if runtime is None and root.is_live and root.path(BUS_SOCKET).exists():
+        # The bus is there but did not answer: a files-only view would turn every runtime finding
+        # into "resolved" and back into "new" at the next scan. Say unavailable instead.
+        return Section.missing(Category.SERVICES, "; ".join(problems) or "systemd over D-Bus did not answer")
     live = ServicesLive(closure, managed, writable, runtime)
     closure_groups, live_groups = _files_to_read(declared, live)
     declared_files, bad_closure = _read_files(root, closure_groups)

@@ -23,7 +23,7 @@ UNIT_IFACE = "org.freedesktop.systemd1.Unit"
 # The Unit properties read per loaded unit (load/active/sub state come with ListUnits).
 PROPERTIES = ("UnitFileState", "FragmentPath", "DropInPaths", "ConditionResult")
 WINDOW = 64  # requests in flight at once: enough to hide latency, small enough for socket buffers
-TIMEOUT = 10.0
+TIMEOUT = 30.0  # a busy host (or a TCG guest) answers a few hundred units slowly
 # What talking to the bus may raise: socket errors and timeouts, authentication (a ValueError), a
 # bad DBUS_SYSTEM_BUS_ADDRESS (KeyError) and error replies to Hello.
 DBUS_ERRORS = (OSError, ValueError, KeyError, DBusErrorResponse)
