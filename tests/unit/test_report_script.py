@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import shlex
 import shutil
 import subprocess
 import sys
@@ -15,6 +16,7 @@ from hypothesis import strategies as st
 from nixdrift.compare.common import finding, sh
 from nixdrift.models import Category, FlakeInfo, Generations, Kind, Report, sort_findings
 from nixdrift.report import script, write_all
+from nixdrift.report.script import run_line
 
 BASH = shutil.which("bash")
 pytestmark = pytest.mark.skipif(BASH is None, reason="needs bash")
@@ -223,3 +225,10 @@ def test_arbitrary_host_text_in_an_unsafe_fix_stays_in_comments(tmp_path: Path, 
     out = tmp_path / "s.sh"
     out.write_bytes(script.encode(text))
     syntax_ok(out)
+
+
+def test_compound_command_of_many_plain_words_is_wrapped_not_matched_forever() -> None:
+    # a regression: the quoted-argv pattern backtracked exponentially on long `&&` commands
+    words = " ".join(f"word-{i}-x" for i in range(40))
+    command = f"iptables {words} && ip6tables {words}"
+    assert run_line(command) == f"run bash -c {shlex.quote(command)}"

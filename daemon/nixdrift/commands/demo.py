@@ -1,16 +1,76 @@
-"""`nixdrift demo` (not implemented yet)."""
+"""`nixdrift demo`: build the bundled demo host with a dozen planted drifts and check it."""
 
 from __future__ import annotations
 
 import argparse
+import sys
+import tempfile
+from contextlib import ExitStack
+from pathlib import Path
 
+from nixdrift import pipeline
+from nixdrift.commands.common import severity_arg
+from nixdrift.config import Config
 from nixdrift.errors import NixdriftError
+from nixdrift.pipeline import ScanOptions
+from nixdrift.process import which
+from nixdrift.report import render, write_all
+from nixdrift.rootfs import Root
+
+FORMATS = ("text", "json", "markdown")
 
 
 def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
-    p = sub.add_parser("demo", help="(not implemented yet)")
+    p = sub.add_parser(
+        "demo",
+        help="build a demo NixOS host with planted drift and show nixdrift's report (needs nix)",
+        description="Build the bundled demo host (a flake and a host tree) in a temporary directory, "
+        "plant a dozen imperative changes (a nix-env package, hand-edited /etc files, a new wheel member, "
+        "a runtime-enabled unit, an opened port, ...) and run the normal check on it. "
+        "Exit 0 when nothing is at or above the threshold, 1 on drift, 2 on error.",
+    )
+    p.add_argument("--format", choices=FORMATS, default="text", help="output format")
+    p.add_argument("--out", metavar="DIR", help="also write the report set (Markdown, JSON, script, metrics)")
+    p.add_argument("--keep", metavar="DIR", help="build the demo host in DIR and keep it (default: a removed temp dir)")
+    p.add_argument("--threshold", type=severity_arg, metavar="SEVERITY", help="lowest severity that counts")
+    p.add_argument("--color", choices=("auto", "always", "never"), default="auto", help="colour the text output")
     p.set_defaults(func=run)
 
 
+def progress(message: str) -> None:
+    print(f"nixdrift demo: {message}", file=sys.stderr, flush=True)
+
+
 def run(args: argparse.Namespace) -> int:
-    raise NixdriftError("nixdrift demo is not implemented yet")
+    from nixdrift.demo.scenario import DRIFTS, build_demo
+
+    if which("nix") is None:
+        raise NixdriftError("the demo builds a real NixOS closure: nix is not installed or not on PATH")
+    with ExitStack() as stack:
+        if args.keep:
+            base = Path(args.keep).absolute()
+            if base.exists() and any(base.iterdir()):
+                raise NixdriftError(f"--keep {base}: the directory is not empty")
+            base.mkdir(parents=True, exist_ok=True)
+        else:
+            base = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="nixdrift-demo-")))
+        built = build_demo(base, progress)
+        progress(f"planted {len(DRIFTS)} drifts; checking {built.name} (flake {built.flake}, root {built.root})")
+        opts = ScanOptions(
+            flake=str(built.flake),
+            host=built.name,
+            root=Root.of(built.root),
+            cache_dir=base / "cache",
+            policy=Config().policy(args.threshold),
+        )
+        report = pipeline.scan(opts, progress)
+        color = args.color == "always" or (args.color == "auto" and sys.stdout.isatty())
+        sys.stdout.write(render(report, args.format, color=color))
+        if args.out:
+            for path in write_all(report, Path(args.out)):
+                progress(f"wrote {path}")
+        if args.keep:
+            progress(
+                f"kept the demo host: nixdrift check --flake {built.flake} --host {built.name} --root {built.root}"
+            )
+        return pipeline.exit_code(report)

@@ -64,7 +64,7 @@ def encode(script: str) -> bytes:
 # One shell word as compare.common.quote() writes it: plain characters, '...' (with '"'"' for a
 # quote) and bash's $'...' with backslash escapes. A command made only of such words is emitted
 # verbatim: bash reads back exactly the argv it was built from.
-_WORD = r"""(?:[A-Za-z0-9@%+=:,./_-]+|'[^']*'|"'"|\$'(?:[^'\\\x00]|\\.)*')+"""
+_WORD = r"""(?:[A-Za-z0-9@%+=:,./_-]|'[^']*'|"'"|\$'(?:[^'\\\x00]|\\.)*')+"""
 _QUOTED_ARGV = re.compile(rf"{_WORD}(?: {_WORD})*")
 
 
