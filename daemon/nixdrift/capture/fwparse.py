@@ -324,7 +324,8 @@ def _nft_rule(expr: Any) -> _NftRule:
             case "accept":
                 rule.accept = True
             case "jump" | "goto" if isinstance(body, dict):
-                rule.accept = body.get("target") in ACCEPT_TARGETS  # iptables-nft: -j nixos-fw-accept
+                target = body.get("target")  # iptables-nft: -j nixos-fw-accept
+                rule.accept = isinstance(target, str) and target in ACCEPT_TARGETS
             case "counter" | "log" | "comment":
                 pass
             case "xt" if isinstance(body, dict):
@@ -456,7 +457,7 @@ def parse_nft_json(text: str) -> tuple[tuple[FwRecord, ...], tuple[str, ...]]:
     """Records of `nft -j list ruleset` output."""
     try:
         doc = json.loads(text)
-    except (ValueError, RecursionError) as exc:
+    except (ValueError, TypeError, RecursionError) as exc:
         return (), (f"nft.json:1: not JSON: {str(exc)[:120]}",)
     items = doc.get("nftables") if isinstance(doc, dict) else None
     if not isinstance(items, list):
@@ -499,7 +500,7 @@ def parse_nft_json(text: str) -> tuple[tuple[FwRecord, ...], tuple[str, ...]]:
                 rule = _nft_rule(body.get("expr"))
                 if rule.accept and not rule.stateful and not rule.other_proto:
                     accepts.extend(_nft_accepts(scope, body, rule, sets))
-            except (ValueError, RecursionError) as exc:
+            except (ValueError, TypeError, RecursionError) as exc:
                 problems.append(f"nft.json:{index}: {str(exc)[:160]}")
         records.append(_nft_base(scope, chains, targets))
         records.extend(accepts)
