@@ -21,7 +21,7 @@ from typing import Any
 from nixdrift import __version__
 from nixdrift.declared import nix
 from nixdrift.declared.model import DeclaredState
-from nixdrift.errors import CommandError, EvaluationError, ToolMissingError
+from nixdrift.errors import EvaluationError, ToolMissingError
 from nixdrift.models import FlakeInfo
 from nixdrift.process import run, which
 
@@ -59,20 +59,37 @@ def _git(directory: Path, *args: str) -> str:
     return run(["git", "-C", str(directory), *args], timeout=120).stdout
 
 
+def _status_entries(out: str) -> tuple[str | None, list[tuple[str, str]]]:
+    """HEAD's commit (None before the first one) and (entry line, path) for every tracked change,
+    from `git status --porcelain=v2 --branch -z`."""
+    rev: str | None = None
+    entries: list[tuple[str, str]] = []
+    fields = iter(out.split("\0"))
+    for field in fields:
+        if field.startswith("# branch.oid "):
+            oid = field.removeprefix("# branch.oid ")
+            rev = None if oid == "(initial)" else oid
+        elif field.startswith(("1 ", "u ")):
+            entries.append((field, field.split(" ", 8 if field[0] == "1" else 10)[-1]))
+        elif field.startswith("2 "):
+            entries.append((field, field.split(" ", 9)[-1]))
+            next(fields, None)  # the rename's original path
+    return rev, entries
+
+
 def _git_identity(top: Path) -> tuple[str, str | None, bool]:
-    digest = hashlib.sha256()
-    digest.update(_git(top, "ls-files", "-s", "-z").encode("utf-8", "surrogateescape"))
-    unstaged = _git(top, "diff", "--binary", "--no-ext-diff")
-    digest.update(unstaged.encode("utf-8", "surrogateescape"))
-    try:
-        rev: str | None = _git(top, "rev-parse", "--verify", "-q", "HEAD").strip() or None
-    except CommandError:
-        rev = None
-    if rev is None:
-        return "git:" + digest.hexdigest(), None, True
-    staged = _git(top, "diff", "--cached", "--name-only", "--no-ext-diff", "HEAD")
-    dirty = bool(unstaged) or bool(staged.strip())
-    return "git:" + digest.hexdigest(), rev, dirty
+    """One `git status`: HEAD plus every staged or unstaged change to a tracked file, with the
+    working-tree content of each (what nix copies from a dirty tree)."""
+    out = _git(top, "status", "--porcelain=v2", "--branch", "-z", "--untracked-files=no")
+    rev, entries = _status_entries(out)
+    digest = hashlib.sha256(f"{rev}\0".encode())
+    for line, rel in sorted(entries):
+        digest.update(line.encode("utf-8", "surrogateescape") + b"\0")
+        try:
+            digest.update(hashlib.sha256((top / rel).read_bytes()).digest())
+        except OSError:
+            digest.update(b"<absent>")
+    return "git:" + digest.hexdigest(), rev, bool(entries) or rev is None
 
 
 def _tree_identity(directory: Path) -> str:
@@ -107,11 +124,11 @@ def flake_info(ref: str) -> FlakeInfo:
 
 
 def _git_top(directory: Path) -> Path | None:
-    try:
-        out = _git(directory, "rev-parse", "--show-toplevel").strip()
-    except CommandError:
-        return None
-    return Path(out) if out else None
+    """The work tree holding directory: found by looking for .git upwards (no process)."""
+    for candidate in (directory, *directory.parents):
+        if (candidate / ".git").exists():
+            return candidate
+    return None
 
 
 def _cache_key(info: FlakeInfo, host: str) -> str:
