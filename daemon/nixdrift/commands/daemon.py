@@ -1,16 +1,51 @@
-"""`nixdrift daemon` (not implemented yet)."""
+"""`nixdrift daemon`: scan at start, watch, rescan on schedule, alert, remember."""
 
 from __future__ import annotations
 
 import argparse
+from dataclasses import replace
+from pathlib import Path
 
-from nixdrift.errors import NixdriftError
+from nixdrift import config as config_mod
+from nixdrift.commands.common import add_scan_options, load_options
+from nixdrift.pipeline import ScanOptions
+
+DEFAULT_STATE_DIR = Path("/var/lib/nixdrift")
 
 
 def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
-    p = sub.add_parser("daemon", help="(not implemented yet)")
+    p = sub.add_parser(
+        "daemon",
+        help="run as a service: scan at start, watch for changes, alert through journald",
+        description="Scan every category at start, then watch /etc, the unit directories, the nix profiles, "
+        "the generation links and the flake for changes and re-capture what they touch; rescan each "
+        "category on its interval. systemd Type=notify: READY after the first scan, STATUS, WATCHDOG. "
+        "SIGHUP reloads the config and re-evaluates the flake; SIGTERM stops.",
+    )
+    add_scan_options(p)
+    p.add_argument(
+        "--state-dir",
+        metavar="DIR",
+        help=f"history database and evaluation cache (default: the config's stateDir, else {DEFAULT_STATE_DIR})",
+    )
     p.set_defaults(func=run)
 
 
+def state_dir(args: argparse.Namespace, cfg: config_mod.Config) -> Path:
+    return Path(getattr(args, "state_dir", None) or cfg.state_dir or DEFAULT_STATE_DIR)
+
+
+def daemon_options(args: argparse.Namespace) -> tuple[config_mod.Config, ScanOptions]:
+    """Like check's options, but the evaluation cache lives in the state directory by default."""
+    cfg, opts = load_options(args)
+    if not getattr(args, "no_cache", False) and not getattr(args, "cache_dir", None):
+        opts = replace(opts, cache_dir=state_dir(args, cfg) / "eval-cache")
+    return cfg, opts
+
+
 def run(args: argparse.Namespace) -> int:
-    raise NixdriftError("nixdrift daemon is not implemented yet")
+    from nixdrift.service.loop import Service
+
+    cfg, opts = daemon_options(args)
+    service = Service(cfg, opts, state_dir(args, cfg), lambda: daemon_options(args))
+    return service.run()

@@ -1,0 +1,368 @@
+"""The daemon's memory: SQLite in the state directory (WAL, one transaction per write).
+
+Tables: scans, findings (first/last seen, count of appearances, resolved time), appearances (for
+the repeated-drift rule), accepted baselines, events (what `nixdrift history` shows) and
+remediation actions. Rows are only ever added or updated; a corrupt file is moved aside, never
+deleted.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import json
+import logging
+import sqlite3
+import threading
+import time
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from nixdrift.models import Finding, Report
+from nixdrift.pipeline import now_iso
+
+log = logging.getLogger(__name__)
+
+DB_NAME = "history.db"
+DAY = 86400.0
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS meta(key TEXT PRIMARY KEY, value TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS scans(
+  seq INTEGER PRIMARY KEY, started TEXT NOT NULL, finished TEXT, categories TEXT NOT NULL,
+  reason TEXT NOT NULL, ok INTEGER, error TEXT, duration REAL);
+CREATE TABLE IF NOT EXISTS findings(
+  id TEXT PRIMARY KEY, category TEXT NOT NULL, severity TEXT NOT NULL, actual TEXT NOT NULL,
+  data TEXT NOT NULL, first_seen TEXT NOT NULL, last_seen TEXT NOT NULL, count INTEGER NOT NULL,
+  resolved_at TEXT);
+CREATE TABLE IF NOT EXISTS appearances(id TEXT NOT NULL, at REAL NOT NULL);
+CREATE INDEX IF NOT EXISTS appearances_id ON appearances(id, at);
+CREATE TABLE IF NOT EXISTS accepted(id TEXT PRIMARY KEY, actual TEXT NOT NULL, reason TEXT NOT NULL, at TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS events(
+  seq INTEGER PRIMARY KEY, at TEXT NOT NULL, kind TEXT NOT NULL, finding_id TEXT, category TEXT,
+  severity TEXT, path TEXT, detail TEXT NOT NULL DEFAULT '');
+CREATE INDEX IF NOT EXISTS events_at ON events(at);
+CREATE TABLE IF NOT EXISTS remediations(
+  seq INTEGER PRIMARY KEY, at TEXT NOT NULL, finding_id TEXT NOT NULL, command TEXT NOT NULL,
+  returncode INTEGER, output TEXT NOT NULL DEFAULT '', verified INTEGER);
+"""
+
+
+@dataclass(frozen=True, slots=True)
+class EventRow:
+    seq: int
+    at: str
+    kind: str
+    finding_id: str | None
+    category: str | None
+    severity: str | None
+    path: str | None
+    detail: str
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "seq": self.seq,
+            "at": self.at,
+            "kind": self.kind,
+            "id": self.finding_id,
+            "category": self.category,
+            "severity": self.severity,
+            "path": self.path,
+            "detail": self.detail,
+        }
+
+
+@dataclass(frozen=True, slots=True)
+class Remediation:
+    seq: int
+    at: str
+    finding_id: str
+    command: str
+    returncode: int | None
+    output: str
+    verified: bool | None
+
+
+def _stamp() -> str:
+    return time.strftime("%Y%m%dT%H%M%S", time.gmtime())
+
+
+class Store:
+    """One connection, shared between threads under a lock."""
+
+    def __init__(self, conn: sqlite3.Connection, path: Path) -> None:
+        self.conn = conn
+        self.path = path
+        self._lock = threading.RLock()
+
+    @classmethod
+    def open(cls, state_dir: Path) -> Store:
+        state_dir.mkdir(parents=True, exist_ok=True)
+        path = state_dir / DB_NAME
+        try:
+            return cls(_connect(path), path)
+        except sqlite3.DatabaseError as exc:
+            aside = path.with_name(f"{path.name}.corrupt-{_stamp()}")
+            log.error("history database %s is unreadable (%s); moved it to %s and started a new one", path, exc, aside)
+            for suffix in ("", "-wal", "-shm"):
+                src = Path(str(path) + suffix)
+                if src.exists():
+                    src.rename(Path(str(aside) + suffix))
+            return cls(_connect(path), path)
+
+    def close(self) -> None:
+        with self._lock:
+            self.conn.close()
+
+    @contextmanager
+    def tx(self) -> Iterator[sqlite3.Connection]:
+        with self._lock, self.conn:
+            yield self.conn
+
+    # meta ---------------------------------------------------------------------------------------
+    def put_meta(self, key: str, value: str) -> None:
+        with self.tx() as c:
+            c.execute("INSERT OR REPLACE INTO meta(key, value) VALUES(?, ?)", (key, value))
+
+    def meta(self, key: str) -> str | None:
+        with self._lock:
+            row = self.conn.execute("SELECT value FROM meta WHERE key = ?", (key,)).fetchone()
+        return str(row[0]) if row else None
+
+    # scans --------------------------------------------------------------------------------------
+    def begin_scan(self, categories: Iterable[str], reason: str) -> int:
+        with self.tx() as c:
+            cur = c.execute(
+                "INSERT INTO scans(started, categories, reason) VALUES(?, ?, ?)",
+                (now_iso(), ",".join(sorted(categories)), reason),
+            )
+            return int(cur.lastrowid or 0)
+
+    def end_scan(self, seq: int, ok: bool, error: str | None, duration: float) -> None:
+        with self.tx() as c:
+            c.execute(
+                "UPDATE scans SET finished = ?, ok = ?, error = ?, duration = ? WHERE seq = ?",
+                (now_iso(), int(ok), error, duration, seq),
+            )
+
+    def interrupted_scans(self) -> list[tuple[int, str, str]]:
+        """Scans that started and never finished (the daemon died in the middle)."""
+        with self._lock:
+            rows = self.conn.execute(
+                "SELECT seq, started, categories FROM scans WHERE finished IS NULL ORDER BY seq"
+            ).fetchall()
+        return [(int(r[0]), str(r[1]), str(r[2])) for r in rows]
+
+    def close_interrupted(self) -> None:
+        with self.tx() as c:
+            c.execute(
+                "UPDATE scans SET finished = ?, ok = 0, error = 'interrupted' WHERE finished IS NULL", (now_iso(),)
+            )
+
+    # findings -----------------------------------------------------------------------------------
+    def active(self) -> dict[str, Finding]:
+        """Unresolved findings as last recorded, with their first/last seen and count."""
+        with self._lock:
+            rows = self.conn.execute(
+                "SELECT data, first_seen, last_seen, count FROM findings WHERE resolved_at IS NULL"
+            ).fetchall()
+        out: dict[str, Finding] = {}
+        for data, first, last, count in rows:
+            f = Finding.from_json(json.loads(data)).with_(first_seen=first, last_seen=last, count=int(count))
+            out[f.id] = f
+        return out
+
+    def appear(self, finding: Finding, at: float | None = None) -> tuple[Finding, int]:
+        """Record a new appearance; return the finding with its history and appearances in 24 h."""
+        at = time.time() if at is None else at
+        stamp = now_iso()
+        with self.tx() as c:
+            row = c.execute("SELECT first_seen, count FROM findings WHERE id = ?", (finding.id,)).fetchone()
+            first, count = (str(row[0]), int(row[1]) + 1) if row else (stamp, 1)
+            stored = finding.with_(first_seen=first, last_seen=stamp, count=count)
+            c.execute(
+                "INSERT OR REPLACE INTO findings(id, category, severity, actual, data, first_seen, last_seen, count,"
+                " resolved_at) VALUES(?, ?, ?, ?, ?, ?, ?, ?, NULL)",
+                _row(stored),
+            )
+            c.execute("INSERT INTO appearances(id, at) VALUES(?, ?)", (finding.id, at))
+            recent = c.execute(
+                "SELECT COUNT(*) FROM appearances WHERE id = ? AND at > ?", (finding.id, at - DAY)
+            ).fetchone()[0]
+        return stored, int(recent)
+
+    def seen(self, findings: Iterable[Finding]) -> None:
+        """Refresh still-active findings (last seen, actual value, severity) in one transaction."""
+        with self.tx() as c:
+            c.executemany(
+                "UPDATE findings SET severity = ?, actual = ?, data = ?, last_seen = ? WHERE id = ?",
+                [
+                    (f.severity.label, f.actual, json.dumps(f.to_json(), sort_keys=True), f.last_seen, f.id)
+                    for f in findings
+                ],
+            )
+
+    def resolve(self, ids: Iterable[str]) -> None:
+        stamp = now_iso()
+        with self.tx() as c:
+            c.executemany(
+                "UPDATE findings SET resolved_at = ? WHERE id = ? AND resolved_at IS NULL", [(stamp, i) for i in ids]
+            )
+
+    def all_findings(self) -> list[tuple[Finding, str | None]]:
+        with self._lock:
+            rows = self.conn.execute(
+                "SELECT data, first_seen, last_seen, count, resolved_at FROM findings ORDER BY id"
+            ).fetchall()
+        return [
+            (Finding.from_json(json.loads(d)).with_(first_seen=a, last_seen=b, count=int(n)), r)
+            for d, a, b, n, r in rows
+        ]
+
+    # accepted baselines -------------------------------------------------------------------------
+    def accepted(self) -> dict[str, tuple[str, str]]:
+        """id -> (accepted actual value, reason)."""
+        with self._lock:
+            rows = self.conn.execute("SELECT id, actual, reason FROM accepted").fetchall()
+        return {str(i): (str(a), str(r)) for i, a, r in rows}
+
+    def accept(self, findings: Iterable[Finding], reason: str) -> list[str]:
+        stamp = now_iso()
+        done: list[str] = []
+        with self.tx() as c:
+            for f in findings:
+                c.execute(
+                    "INSERT OR REPLACE INTO accepted(id, actual, reason, at) VALUES(?, ?, ?, ?)",
+                    (f.id, f.actual, reason, stamp),
+                )
+                c.execute(
+                    "INSERT INTO events(at, kind, finding_id, category, severity, path, detail)"
+                    " VALUES(?, 'accepted', ?, ?, ?, ?, ?)",
+                    (stamp, f.id, f.category.value, f.severity.label, f.path, reason),
+                )
+                done.append(f.id)
+        return done
+
+    # events -------------------------------------------------------------------------------------
+    def events(self, rows: Iterable[tuple[str, Finding | None, str, str]]) -> None:
+        """Record (kind, finding or None, path, detail) rows in one transaction."""
+        stamp = now_iso()
+        values = [
+            (
+                stamp,
+                kind,
+                f.id if f else None,
+                f.category.value if f else None,
+                f.severity.label if f else None,
+                path or (f.path if f else None),
+                detail,
+            )
+            for kind, f, path, detail in rows
+        ]
+        if not values:
+            return
+        with self.tx() as c:
+            c.executemany(
+                "INSERT INTO events(at, kind, finding_id, category, severity, path, detail)"
+                " VALUES(?, ?, ?, ?, ?, ?, ?)",
+                values,
+            )
+
+    def query_events(
+        self,
+        *,
+        category: str | None = None,
+        id_glob: str | None = None,
+        severity: str | None = None,
+        since: str | None = None,
+        limit: int = 200,
+    ) -> list[EventRow]:
+        sql = "SELECT seq, at, kind, finding_id, category, severity, path, detail FROM events WHERE 1 = 1"
+        args: list[Any] = []
+        for column, value in (("category", category), ("severity", severity)):
+            if value is not None:
+                sql += f" AND {column} = ?"
+                args.append(value)
+        if since is not None:
+            sql += " AND at >= ?"
+            args.append(since)
+        sql += " ORDER BY seq DESC"
+        with self._lock:
+            rows = self.conn.execute(sql, args).fetchall()
+        out = [EventRow(int(r[0]), r[1], r[2], r[3], r[4], r[5], r[6], r[7] or "") for r in rows]
+        if id_glob is not None:
+            out = [e for e in out if e.finding_id and fnmatch.fnmatchcase(e.finding_id, id_glob)]
+        return list(reversed(out[:limit]))
+
+    # remediation --------------------------------------------------------------------------------
+    def remediation(self, finding_id: str, command: str, returncode: int | None, output: str) -> int:
+        with self.tx() as c:
+            cur = c.execute(
+                "INSERT INTO remediations(at, finding_id, command, returncode, output) VALUES(?, ?, ?, ?, ?)",
+                (now_iso(), finding_id, command, returncode, output[-4000:]),
+            )
+            return int(cur.lastrowid or 0)
+
+    def verified(self, seq: int, ok: bool) -> None:
+        with self.tx() as c:
+            c.execute("UPDATE remediations SET verified = ? WHERE seq = ?", (int(ok), seq))
+
+    def remediations(self, finding_id: str | None = None, since: str = "") -> list[Remediation]:
+        sql = "SELECT seq, at, finding_id, command, returncode, output, verified FROM remediations WHERE at >= ?"
+        args: list[Any] = [since]
+        if finding_id is not None:
+            sql += " AND finding_id = ?"
+            args.append(finding_id)
+        with self._lock:
+            rows = self.conn.execute(sql + " ORDER BY seq", args).fetchall()
+        return [
+            Remediation(int(r[0]), r[1], r[2], r[3], r[4], r[5] or "", None if r[6] is None else bool(r[6]))
+            for r in rows
+        ]
+
+
+def _row(f: Finding) -> tuple[Any, ...]:
+    data = json.dumps(f.to_json(), sort_keys=True)
+    return (f.id, f.category.value, f.severity.label, f.actual, data, f.first_seen, f.last_seen, f.count)
+
+
+def _connect(path: Path) -> sqlite3.Connection:
+    conn = sqlite3.connect(path, timeout=10, check_same_thread=False, isolation_level="DEFERRED")
+    try:
+        conn.execute("PRAGMA journal_mode=WAL")
+        conn.execute("PRAGMA synchronous=NORMAL")
+        ok = conn.execute("PRAGMA quick_check").fetchone()
+        if not ok or ok[0] != "ok":
+            raise sqlite3.DatabaseError(f"quick_check: {ok[0] if ok else 'no answer'}")
+        with conn:
+            conn.executescript(SCHEMA)
+    except sqlite3.DatabaseError:
+        conn.close()
+        raise
+    return conn
+
+
+def stored_report(state_dir: Path, max_age: float) -> Report | None:
+    """The daemon's last report if every category was captured within `max_age` seconds, else None."""
+    if not (state_dir / DB_NAME).exists():
+        return None
+    try:
+        store = Store.open(state_dir)
+    except (OSError, sqlite3.Error) as exc:
+        log.warning("cannot read %s: %s", state_dir / DB_NAME, exc)
+        return None
+    try:
+        text, captured = store.meta("report"), store.meta("captured_at")
+    finally:
+        store.close()
+    if not text or not captured:
+        return None
+    report = Report.from_json(json.loads(text))
+    times = json.loads(captured)
+    if set(times) < {c.value for c in report.categories} or not times:
+        return None
+    if time.time() - min(float(t) for t in times.values()) > max_age:
+        return None
+    return report

@@ -1,0 +1,177 @@
+"""What is drifting now: reconcile a capture's findings with the recorded ones.
+
+New findings are recorded before anyone is alerted (a crash loses no finding); the same id
+appearing more than `REPEAT_LIMIT` times in 24 h escalates one level and says why; findings that
+disappear from a category that was captured are resolved; accepted findings stay visible but
+quiet until their actual value changes.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from nixdrift.models import Category, Finding, Section, Severity, Source
+from nixdrift.pipeline import now_iso
+from nixdrift.service.history import Store
+from nixdrift.sinks.journald import Alert, Event
+
+log = logging.getLogger(__name__)
+
+REPEAT_LIMIT = 3
+
+Attributor = Callable[[Finding], str]
+
+
+def escalate(f: Finding, why: str) -> Finding:
+    before = f.severity
+    after = before.escalated()
+    evidence = {**f.evidence, "escalated": f"{before.label} -> {after.label}: {why}"}
+    return f.with_(severity=after, message=f"{f.message} (escalated from {before.label}: {why})", evidence=evidence)
+
+
+@dataclass(slots=True)
+class Outcome:
+    alerts: list[Alert] = field(default_factory=list)
+    new: list[Finding] = field(default_factory=list)
+    resolved: list[Finding] = field(default_factory=list)
+
+    @property
+    def changed(self) -> bool:
+        return bool(self.new or self.resolved or self.alerts)
+
+
+class Tracker:
+    def __init__(self, store: Store, threshold: Severity) -> None:
+        self.store = store
+        self.threshold = threshold
+        self.active: dict[str, Finding] = store.active()
+        self.status: dict[Category, str] = {}
+        self.problems: dict[Category, tuple[str, ...]] = {}
+        self._failed: set[Category] = set()
+
+    def reconcile(
+        self,
+        sections: Mapping[Category, Section[Any]],
+        findings: Iterable[Finding],
+        *,
+        source: Source = Source.SCAN,
+        attribute: Attributor | None = None,
+    ) -> Outcome:
+        out = Outcome()
+        captured = {c for c, s in sections.items() if s.unavailable is None}
+        self._note_failures(sections, out)
+        current = {f.id: f for f in findings if f.category in captured}
+        accepted = self.store.accepted()
+        previous = {i: f for i, f in self.active.items() if f.category in captured}
+        stamp = now_iso()
+        updates: list[Finding] = []
+        events: list[tuple[str, Finding | None, str, str]] = []
+        for fid, fresh in sorted(current.items()):
+            baseline = accepted.get(fid)
+            is_accepted = baseline is not None and baseline[0] == fresh.actual
+            old = previous.get(fid)
+            if old is None:
+                f = self._appear(fresh.with_(source=source, accepted=is_accepted), attribute)
+                out.new.append(f)
+                events.append(("new", f, "", f.actual))
+                if not f.accepted and f.severity >= self.threshold:
+                    out.alerts.append(Alert.of(Event.NEW, f))
+            else:
+                f = self._carry(old, fresh, stamp, is_accepted)
+                updates.append(f)
+                if old.accepted and not f.accepted and baseline is not None:
+                    events.append(("new", f, "", f"changed since accepted ({baseline[0]!r} -> {f.actual!r})"))
+                    if f.severity >= self.threshold:
+                        out.alerts.append(Alert.of(Event.NEW, f, "changed since it was accepted"))
+                elif f.severity > old.severity and not f.accepted:
+                    events.append(("escalated", f, "", f"{old.severity.label} -> {f.severity.label}"))
+                    if f.severity >= self.threshold:
+                        out.alerts.append(Alert.of(Event.ESCALATED, f, f"was {old.severity.label}"))
+                elif f.actual != old.actual:
+                    events.append(("changed", f, "", f"{old.actual!r} -> {f.actual!r}"))
+                    if not f.accepted and f.severity >= self.threshold:
+                        out.alerts.append(Alert.of(Event.NEW, f, f"changed again, was {old.actual!r}"))
+            self.active[fid] = f
+        gone = [previous[i] for i in sorted(set(previous) - set(current))]
+        for f in gone:
+            del self.active[f.id]
+            out.resolved.append(f)
+            events.append(("resolved", f, "", ""))
+            if not f.accepted and f.severity >= self.threshold:
+                out.alerts.append(Alert.of(Event.RESOLVED, f))
+        self.store.seen(updates)
+        self.store.resolve(f.id for f in gone)
+        self.store.events(events)
+        self._update_status(sections)
+        return out
+
+    def _appear(self, f: Finding, attribute: Attributor | None) -> Finding:
+        stored, recent = self.store.appear(f)
+        f = stored
+        if recent > REPEAT_LIMIT:
+            f = escalate(f, f"appeared {recent} times in 24 h")
+        if attribute is not None and f.source is Source.REALTIME:
+            f = f.with_(evidence={**f.evidence, "attribution": attribute(f)})
+        if f is not stored:
+            self.store.seen([f])
+        return f
+
+    def _carry(self, old: Finding, fresh: Finding, stamp: str, is_accepted: bool) -> Finding:
+        f = fresh.with_(
+            first_seen=old.first_seen,
+            last_seen=stamp,
+            count=old.count,
+            source=old.source,
+            accepted=is_accepted,
+        )
+        if "escalated" in old.evidence and "escalated" not in f.evidence:
+            f = f.with_(severity=fresh.severity.escalated(), message=old.message)
+            f = f.with_(evidence={**f.evidence, "escalated": old.evidence["escalated"]})
+        if "attribution" in old.evidence:
+            f = f.with_(evidence={**f.evidence, "attribution": old.evidence["attribution"]})
+        return f
+
+    def _note_failures(self, sections: Mapping[Category, Section[Any]], out: Outcome) -> None:
+        for category, section in sorted(sections.items(), key=lambda kv: kv[0].value):
+            failed = section.unavailable is not None and section.unavailable.startswith("capture failed")
+            if failed and category not in self._failed:
+                self._failed.add(category)
+                text = f"scan of {category.value} failed: {section.unavailable}"
+                self.store.events([("scan-failed", None, "", text)])
+                out.alerts.append(
+                    Alert(Event.SCAN_FAILED, text, Severity.MEDIUM, extra={"NIXDRIFT_CATEGORY": category.value})
+                )
+            elif not failed:
+                self._failed.discard(category)
+
+    def _update_status(self, sections: Mapping[Category, Section[Any]]) -> None:
+        drifted = {f.category for f in self.active.values() if not f.accepted}
+        for category, section in sections.items():
+            if section.unavailable is not None:
+                self.status[category] = f"unavailable: {section.unavailable}"
+            else:
+                self.status[category] = "drift" if category in drifted else "ok"
+            self.problems[category] = section.problems
+
+    def accepted_changed(self) -> list[Finding]:
+        """Apply acceptances made by `nixdrift accept` since the last look (no alert, no capture)."""
+        accepted = self.store.accepted()
+        changed: list[Finding] = []
+        for fid, f in list(self.active.items()):
+            now = fid in accepted and accepted[fid][0] == f.actual
+            if now != f.accepted:
+                self.active[fid] = f.with_(accepted=now)
+                changed.append(self.active[fid])
+        if changed:
+            self.store.seen(changed)
+        return changed
+
+    def summary(self) -> dict[str, int]:
+        counts = {s.label: 0 for s in sorted(Severity, reverse=True)}
+        for f in self.active.values():
+            if not f.accepted:
+                counts[f.severity.label] += 1
+        return counts

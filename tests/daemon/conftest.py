@@ -1,0 +1,8 @@
+"""Make the daemon test helpers (daemon_host, daemon_harness) importable under any import mode."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).parent))

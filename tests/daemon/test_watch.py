@@ -1,0 +1,113 @@
+"""Debouncing, bounded memory, and the fallbacks when inotify runs out."""
+
+from __future__ import annotations
+
+import errno
+import os
+import threading
+from pathlib import Path
+
+import pytest
+from daemon_harness import wait_for
+
+from nixdrift.rootfs import Root
+from nixdrift.service import routes, watch
+from nixdrift.service.routes import Action, Tree
+from nixdrift.service.watch import Batch, Debouncer, Watcher
+
+
+class Sink:
+    def __init__(self) -> None:
+        self.batches: list[Batch] = []
+        self.lock = threading.Lock()
+
+    def __call__(self, batch: Batch) -> None:
+        with self.lock:
+            self.batches.append(batch)
+
+    def paths(self) -> list[str]:
+        with self.lock:
+            return [p for b in self.batches for p in b.paths]
+
+
+def test_an_atomic_save_is_one_event(tmp_path: Path) -> None:
+    sink = Sink()
+    d = Debouncer(sink, delay=0.1)
+    d.start()
+    w = Watcher(Root.of(tmp_path), [Tree("/etc", True)], d, lambda why: None)
+    (tmp_path / "etc").mkdir()
+    w.start()
+    tmp = tmp_path / "etc/.motd.swp"
+    tmp.write_text("x")
+    os.rename(tmp, tmp_path / "etc/motd")
+    wait_for(lambda: str(tmp_path / "etc/motd") in sink.paths(), 5, "the save")
+    assert sink.paths().count(str(tmp_path / "etc/motd")) == 1
+    w.stop()
+    d.stop()
+
+
+def test_storm_memory_is_bounded_and_the_tree_rescanned() -> None:
+    sink = Sink()
+    d = Debouncer(sink, delay=0.05, max_wait=0.2, max_paths=100)
+    d.start()
+    for i in range(10_000):
+        d.add(f"/x/etc/f{i}", "/etc")
+    assert len(d._pending) <= 100
+    wait_for(lambda: any(b.saturated for b in sink.batches), 5, "a saturated batch")
+    assert {"/etc"} == {t for b in sink.batches for t in b.saturated}
+    d.stop()
+
+
+def test_watch_limit_falls_back_to_polling(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """ENOSPC from inotify_add_watch (here forced) moves the tree onto a PollingObserver and says so."""
+    assert watch.install_hooks()
+    from watchdog.observers import inotify_c
+
+    real_add = inotify_c.inotify_add_watch
+    limit = str(tmp_path / "etc/deep")
+
+    def failing_add(fd: int, path: bytes, mask: int) -> int:
+        if os.fsdecode(path).startswith(limit):
+            for cb in list(watch._HOOKS.enospc):
+                cb(os.fsdecode(path))
+            return -1
+        return int(real_add(fd, path, mask))
+
+    (tmp_path / "etc/deep/er").mkdir(parents=True)
+    monkeypatch.setattr(inotify_c, "inotify_add_watch", failing_add)
+    lost: list[str] = []
+    sink = Sink()
+    d = Debouncer(sink, delay=0.05)
+    d.start()
+    w = Watcher(Root.of(tmp_path), [Tree("/etc", True)], d, lost.append, poll_interval=0.2)
+    w.start()
+    health = w.health()
+    assert health.polling == ("/etc",) and "polling /etc" in health.line() and health.trees == {"/etc": False}
+    assert lost and "watch limit" in lost[0]
+    (tmp_path / "etc/deep/er/new.conf").write_text("x")
+    wait_for(lambda: str(tmp_path / "etc/deep/er/new.conf") in sink.paths(), 10, "a polled change")
+    w.stop()
+    d.stop()
+
+
+@pytest.mark.parametrize(
+    ("path", "cats"),
+    [
+        ("/etc/passwd", {"users"}),
+        ("/etc/group", {"users"}),
+        ("/etc/resolv.conf", {"network", "etc"}),
+        ("/etc/systemd/system/x.service", {"services", "service-config"}),
+        ("/run/systemd/transient/x.service", {"services", "service-config"}),
+        ("/etc/foo.conf", {"etc"}),
+        ("/nix/var/nix/profiles/per-user/root/profile", {"packages"}),
+    ],
+)
+def test_paths_route_to_their_categories(path: str, cats: set[str]) -> None:
+    action, got = routes.route(path, None)
+    assert action is Action.CAPTURE and {c.value for c in got} == cats
+
+
+def test_generation_switch_rescans_everything() -> None:
+    assert routes.route("/run/current-system", None)[0] is Action.SWITCH
+    assert routes.route("/flake/flake.nix", Path("/flake"))[0] is Action.REEVALUATE
+    assert errno.ENOSPC  # the fallback above is keyed on it
