@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import importlib
 import logging
 import os
 import shlex
@@ -10,24 +11,17 @@ import sys
 from collections.abc import Sequence
 
 from nixdrift import __version__
-from nixdrift.commands import (
-    accept,
-    check,
-    daemon,
-    demo,
-    explain,
-    fleet,
-    history,
-    remediate,
-    report,
-    snapshot,
-)
 from nixdrift.errors import CommandError, NixdriftError
 
-COMMANDS = (check, report, snapshot, demo, daemon, history, accept, remediate, fleet, explain)
+# name -> module with `register(subparsers)`. Only the module of the command being run is
+# imported (all of them for `--help`): `check` need not load the daemon, Kubernetes or HTTP code.
+COMMANDS = {
+    name: f"nixdrift.commands.{name}"
+    for name in ("check", "report", "snapshot", "demo", "daemon", "history", "accept", "remediate", "fleet", "explain")
+}
 
 
-def parser() -> argparse.ArgumentParser:
+def parser(only: str | None = None) -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="nixdrift",
         description="Find where a NixOS host has drifted from what its flake declares.",
@@ -36,13 +30,20 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--version", action="version", version=f"nixdrift {__version__}")
     p.add_argument("-v", "--verbose", action="count", default=0, help="more logging on stderr (-vv: debug)")
     sub = p.add_subparsers(dest="command", metavar="COMMAND", required=True)
-    for command in COMMANDS:
-        command.register(sub)
+    for name, module in COMMANDS.items():
+        if only in (None, name):
+            importlib.import_module(module).register(sub)
     return p
 
 
+def _command_of(argv: Sequence[str]) -> str | None:
+    first = next((a for a in argv if not a.startswith("-")), None)
+    return first if first in COMMANDS else None
+
+
 def main(argv: Sequence[str] | None = None) -> int:
-    args = parser().parse_args(argv)
+    argv = list(sys.argv[1:] if argv is None else argv)
+    args = parser(_command_of(argv)).parse_args(argv)
     level = {0: logging.WARNING, 1: logging.INFO}.get(args.verbose, logging.DEBUG)
     if os.environ.get("NIXDRIFT_LOG"):
         level = getattr(logging, os.environ["NIXDRIFT_LOG"].upper(), level)
