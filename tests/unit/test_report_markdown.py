@@ -7,25 +7,11 @@ import re
 from hypothesis import given
 from hypothesis import strategies as st
 
+from factories import make_report as report_of
+from factories import port_opened
 from nixdrift.compare.common import finding, sh
-from nixdrift.models import Category, FlakeInfo, Generations, Kind, Report, Severity, sort_findings
+from nixdrift.models import Category, Finding, Generations, Kind, Report, Severity
 from nixdrift.report import markdown, render
-
-
-def port_opened(port: int = 8080):
-    return finding(
-        rule_name="port-opened",
-        id=f"firewall/tcp/{port}/open",
-        category=Category.FIREWALL,
-        subject=f"tcp/{port}",
-        kind=Kind.UNMANAGED,
-        expected="closed",
-        actual="open",
-        message=f"TCP port {port} is open",
-        nix=f"networking.firewall.allowedTCPPorts = [ {port} ];",
-        command=sh("nft", "delete", "element", "inet", "nixos-fw", "temp-ports", f"{{ tcp . {port} }}"),
-        safe=True,
-    )
 
 
 def etc_unmanaged(path: str = "/etc/foo.conf", message: str | None = None):
@@ -58,17 +44,10 @@ def package():
     )
 
 
-def make_report(*findings, categories=None, problems=()) -> Report:
-    return Report(
-        host="web1",
-        generated_at="2024-05-01T10:00:00Z",
-        flake=FlakeInfo("git+file:///etc/nixos", "abc123"),
-        generations=Generations("/nix/store/a-sys", "/nix/store/a-sys", "/nix/store/a-sys"),
-        categories=categories if categories is not None else {f.category: "drift" for f in findings},
-        findings=sort_findings(list(findings)),
-        threshold=Severity.MEDIUM,
-        problems=tuple(problems),
-    )
+def make_report(*findings: Finding, categories=None, problems=()) -> Report:
+    a_sys = "/nix/store/a-sys"
+    gens = Generations(a_sys, a_sys, a_sys)
+    return report_of(*findings, categories=categories, problems=problems, threshold=Severity.MEDIUM, generations=gens)
 
 
 def section(md: str, heading: str) -> str:

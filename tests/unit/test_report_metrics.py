@@ -13,25 +13,12 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from nixdrift.compare.common import finding, sh
-from nixdrift.models import Category, FlakeInfo, Generations, Kind, Report, Severity, sort_findings
+from factories import make_report as report_of
+from factories import port_opened
+from nixdrift.compare.common import finding
+from nixdrift.models import Category, Finding, Generations, Kind, Report, Severity
 from nixdrift.report import DaemonStats, write_all, write_prometheus
 from nixdrift.report.metrics import atomic_write, metrics_json, render_prometheus
-
-
-def port_opened(port: int = 8080):
-    return finding(
-        rule_name="port-opened",
-        id=f"firewall/tcp/{port}/open",
-        category=Category.FIREWALL,
-        subject=f"tcp/{port}",
-        kind=Kind.UNMANAGED,
-        expected="closed",
-        actual="open",
-        message=f"TCP port {port} is open",
-        command=sh("nft", "delete", "element", "inet", "nixos-fw", "temp-ports", f"{{ tcp . {port} }}"),
-        safe=True,
-    )
 
 
 def group_member(user: str = "alice"):
@@ -47,16 +34,9 @@ def group_member(user: str = "alice"):
     )
 
 
-def make_report(*findings, categories=None, host="web1") -> Report:
-    return Report(
-        host=host,
-        generated_at="2024-05-01T10:00:00Z",
-        flake=FlakeInfo("git+file:///etc/nixos", "abc123"),
-        generations=Generations(None, None, None),
-        categories=categories if categories is not None else {f.category: "drift" for f in findings},
-        findings=sort_findings(list(findings)),
-        threshold=Severity.HIGH,
-    )
+def make_report(*findings: Finding, categories=None, host="web1") -> Report:
+    gens = Generations(None, None, None)
+    return report_of(*findings, categories=categories, threshold=Severity.HIGH, host=host, generations=gens)
 
 
 STATS = DaemonStats(

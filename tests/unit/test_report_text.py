@@ -8,25 +8,10 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from factories import make_report, port_opened
 from nixdrift.compare.common import finding, sh
-from nixdrift.models import Category, FlakeInfo, Generations, Kind, Report, Severity, sort_findings
+from nixdrift.models import Category, Kind
 from nixdrift.report import render
-
-
-def port_opened(port: int = 8080):
-    return finding(
-        rule_name="port-opened",
-        id=f"firewall/tcp/{port}/open",
-        category=Category.FIREWALL,
-        subject=f"tcp/{port}",
-        kind=Kind.UNMANAGED,
-        expected="closed",
-        actual="open",
-        message=f"TCP port {port} is open",
-        nix=f"networking.firewall.allowedTCPPorts = [ {port} ];",
-        command=sh("nft", "delete", "element", "inet", "nixos-fw", "temp-ports", f"{{ tcp . {port} }}"),
-        safe=True,
-    )
 
 
 def etc_changed(path: str = "/etc/hosts", message: str | None = None):
@@ -54,19 +39,6 @@ def dns_changed():
         expected="1.1.1.1",
         actual="8.8.8.8",
         message="nameservers differ",
-    )
-
-
-def make_report(*findings, categories=None, problems=(), threshold=Severity.LOW, dirty=False) -> Report:
-    return Report(
-        host="web1",
-        generated_at="2024-05-01T10:00:00Z",
-        flake=FlakeInfo("git+file:///etc/nixos", "abc123", dirty),
-        generations=Generations("/nix/store/aaa-nixos-system", "/nix/store/aaa-nixos-system", None),
-        categories=categories if categories is not None else {f.category: "drift" for f in findings},
-        findings=sort_findings(list(findings)),
-        threshold=threshold,
-        problems=tuple(problems),
     )
 
 
