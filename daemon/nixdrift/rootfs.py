@@ -25,6 +25,7 @@ _MAX_LINKS = 40
 # target, or not a link) is remembered across calls; everything else is looked up every time.
 _STORE_LINKS: dict[tuple[str, str], str | None] = {}  # (prefix, host path) -> link target or None
 _STORE_LINKS_MAX = 200_000
+_STORE_PARENTS = frozenset(("/nix", STORE))  # walked through on every store path
 
 
 @dataclass(frozen=True, slots=True)
@@ -66,7 +67,7 @@ class Root:
 
     def _link(self, host_path: str) -> str | None:
         """The target of host_path when it is a symlink; "" when it does not exist; None otherwise."""
-        in_store = host_path.startswith(STORE + "/")
+        in_store = host_path.startswith(STORE + "/") or host_path in _STORE_PARENTS
         key = (self._base, host_path)
         if in_store and key in _STORE_LINKS:
             return _STORE_LINKS[key]
