@@ -8,6 +8,7 @@ other reference (github:, a registry name) is identified by `nix flake metadata`
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import logging
@@ -19,7 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from nixdrift import __version__
-from nixdrift.declared import nix
+from nixdrift.declared import gitindex, nix
 from nixdrift.declared.model import DeclaredState
 from nixdrift.errors import EvaluationError, ToolMissingError
 from nixdrift.models import FlakeInfo
@@ -28,6 +29,7 @@ from nixdrift.process import run, which
 log = logging.getLogger(__name__)
 
 
+@functools.cache
 def projection_text() -> str:
     return resources.files("nixdrift.declared").joinpath("projection.nix").read_text()
 
@@ -131,9 +133,9 @@ def _git_top(directory: Path) -> Path | None:
     return None
 
 
-def _cache_key(info: FlakeInfo, host: str) -> str:
+def _cache_key(ref: str, identity: str, host: str) -> str:
     projection = hashlib.sha256(projection_text().encode()).hexdigest()
-    key = json.dumps([info.identity, info.reference, host, projection, __version__])
+    key = json.dumps([identity, ref, host, projection, __version__])
     return hashlib.sha256(key.encode()).hexdigest()
 
 
@@ -178,20 +180,37 @@ def evaluate_raw(ref: str, host: str) -> Any:
         raise
 
 
+def fast_identity(ref: str) -> str | None:
+    """The flake's identity without a process when it is a plain local git checkout, else None."""
+    directory = _local_dir(ref)
+    top = _git_top(directory) if directory is not None else None
+    return gitindex.identity(top) if top is not None else None
+
+
 def evaluate(ref: str, host: str, cache_dir: Path | None) -> DeclaredState:
-    """The declared state of `host` in flake `ref`; `cache_dir=None` skips the cache."""
+    """The declared state of `host` in flake `ref`; `cache_dir=None` skips the cache.
+
+    A cache hit costs no process at all for a local git flake: the identity comes from the index
+    (gitindex), and the revision and dirtiness, which that identity determines, from the entry.
+    """
     if which("nix") is None:
         raise ToolMissingError("nix is not installed or not on PATH (nixdrift needs `nix eval`)")
-    info = flake_info(ref)
-    cache_path = cache_dir / f"{_cache_key(info, host)}.json" if cache_dir is not None else None
-    if cache_path is not None and (cached := _read_cache(cache_path)) is not None:
+    fast = fast_identity(ref) if cache_dir is not None else None
+    info = None if fast is not None else flake_info(ref)
+    identity = fast if fast is not None else info.identity if info is not None else ""
+    cache_path = cache_dir / f"{_cache_key(ref, identity, host)}.json" if cache_dir is not None else None
+    cached = _read_cache(cache_path) if cache_path is not None else None
+    if cached is not None and "dirty" in cached:
         log.debug("evaluation cache hit: %s", cache_path)
+        info = FlakeInfo(ref, cached.get("revision"), bool(cached["dirty"]), identity)
         raw = cached.get("declared")
     else:
+        info = info or flake_info(ref)
         log.info("evaluating %s#nixosConfigurations.%s", ref, host)
         raw = evaluate_raw(ref, host)
         if cache_path is not None:
-            _write_cache(cache_path, {"declared": raw, "identity": info.identity, "host": host})
+            entry = {"declared": raw, "identity": identity, "host": host}
+            _write_cache(cache_path, entry | {"revision": info.revision, "dirty": info.dirty})
     if not isinstance(raw, dict):
         raise EvaluationError(f"the projection of {ref}#{host} is not an attribute set")
     return DeclaredState.from_json(host, info, raw)
