@@ -68,3 +68,16 @@ def test_corrupt_database_is_moved_aside_and_a_fresh_one_started(tmp_path: Path)
     aside = [p for p in tmp_path.iterdir() if p.name.startswith(DB_NAME + ".corrupt-")]
     assert len(aside) == 1 and aside[0].read_bytes().startswith(b"this is not sqlite")
     assert sqlite3.connect(tmp_path / DB_NAME).execute("SELECT COUNT(*) FROM findings").fetchone() == (0,)
+
+
+def test_fix_commands_keep_their_argv_when_run() -> None:
+    from nixdrift.compare.common import sh
+    from nixdrift.service.remediate import command_argv
+
+    assert command_argv(sh("ln", "-sfn", "/etc/static/my motd", "/etc/my motd")) == [
+        "ln", "-sfn", "/etc/static/my motd", "/etc/my motd",
+    ]  # fmt: skip
+    odd = sh("rm", "--", "/etc/new\nline\udcff")
+    assert command_argv(odd) == ["bash", "-c", odd]
+    compound = sh("rm", "--", "/run/x") + " && " + sh("systemctl", "daemon-reload")
+    assert command_argv(compound) == ["bash", "-c", compound]

@@ -7,6 +7,7 @@ import sys
 
 from nixdrift.commands.common import add_scan_options, load_options
 from nixdrift.commands.history import open_store
+from nixdrift.errors import NixdriftError
 from nixdrift.pipeline import load_declared
 from nixdrift.service import remediate
 
@@ -36,6 +37,8 @@ def run(args: argparse.Namespace) -> int:
         if not args.apply or not eligible:
             return 0
         _cfg, opts = load_options(args)
+        if not opts.root.is_live:
+            raise NixdriftError("--apply runs the reverts on this machine; it cannot revert a host read with --root")
         declared = load_declared(opts)
         failed = 0
         for f in eligible:

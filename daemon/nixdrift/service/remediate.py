@@ -38,6 +38,16 @@ def why_not(f: Finding) -> str:
     return ""
 
 
+def command_argv(command: str) -> list[str]:
+    """The argv to run a fix command: its own words when shlex reads it back exactly, else bash
+    (a compound `a && b`, or bash's $'...' quoting that compare.common.quote uses for odd bytes).
+    Every argument in a fix command was quoted when it was built, so bash adds no expansion."""
+    argv = shlex.split(command)
+    if "\0" in command:
+        raise ValueError("a NUL byte cannot be passed to a command")
+    return argv if shlex.join(argv) == command else ["bash", "-c", command]
+
+
 @dataclass(frozen=True, slots=True)
 class Outcome:
     finding: Finding
@@ -52,7 +62,7 @@ def apply(store: Store, f: Finding, run: Runner = process.run) -> Outcome:
     if not eligible(f):
         raise NixdriftError(f"{f.id}: not remediated automatically: {why_not(f)}")
     try:
-        argv = shlex.split(f.fix.command)
+        argv = command_argv(f.fix.command)
     except ValueError as exc:
         seq = store.remediation(f.id, f.fix.command, None, f"cannot parse command: {exc}")
         return Outcome(f, seq, None, str(exc))

@@ -209,7 +209,8 @@ class Worker:
         self.last_scan = (now, job.reason)
         log.info("scanned %s (%s) in %.2f s", ",".join(c.value for c in ordered), job.reason, duration)
         self._publish(declared, full=categories >= frozenset(TABLE), changed=outcome.changed)
-        if self.cfg.auto_remediate:
+        # revert commands name the host's own paths: they never act on a tree read with --root
+        if self.cfg.auto_remediate and self.root.is_live:
             self._remediate(declared)
 
     # --- outside view --------------------------------------------------------------------------
