@@ -32,7 +32,11 @@ in
       alertThreshold = "low";
       # the same intervals as units.py gives the qemu harness
       intervals = { firewall = 15; exposure = 15; mounts = 15; services = 30; packages = 60; };
+      # the scenario's last step: this low-severity drift with a safe revert is reverted by the service
+      autoRemediate = true;
+      settings.severity."etc/nixdrift-vm/motd" = "low";
     };
+    environment.etc."nixdrift-vm/motd".text = "Managed by the flake in /etc/nixos.\n";
   };
 
   testScript = ''

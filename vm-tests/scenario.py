@@ -91,6 +91,25 @@ def run_step(machine: Any, step: Step) -> list[tuple[str, str, float]]:
     return timings
 
 
+# autoRemediate is on and this file's finding is lowered to low in the config (units.py,
+# nixos-test.nix): replacing the managed link by a file must be reverted by the service itself
+REMEDIATED = "/etc/nixdrift-vm/motd"
+
+
+def remediation_step(machine: Any) -> tuple[str, str, float]:
+    name = "managed /etc link replaced by hand, reverted by autoRemediate"
+    changed = int(machine.succeed(f"date +%s%N; rm {REMEDIATED} && echo 'edited by hand' > {REMEDIATED}").split()[0])
+    restored = f'test -L {REMEDIATED} && test "$(readlink {REMEDIATED})" = /etc/static/nixdrift-vm/motd'
+    machine.wait_until_succeeds(restored, timeout=DEADLINE)
+    done = int(machine.succeed("date +%s%N").strip())
+    history = json.loads(machine.succeed("nixdrift history --state-dir /var/lib/nixdrift --format json"))
+    kinds = {e["kind"] for e in history if e["id"] == "etc/nixdrift-vm/motd"}
+    assert "remediated" in kinds, f"no remediation recorded for {REMEDIATED}: {sorted(kinds)}"
+    seconds = (done - changed) / 1e9
+    print(f"scenario: {name}: restored within {seconds:.1f} s", flush=True)
+    return name, "etc/nixdrift-vm/motd", seconds
+
+
 def package_name(path: str) -> str:
     """`hello` for /nix/store/<hash>-hello-2.12.1 (as builtins.parseDrvName splits it)."""
     parts = path.rsplit("/", 1)[-1][33:].split("-")
@@ -107,6 +126,7 @@ def run(machine: Any, package: str | None = None) -> list[tuple[str, str, float]
     all_steps = steps(package, package_name(package))
     for step in all_steps:
         timings += run_step(machine, step)
+    timings.append(remediation_step(machine))
     machine.succeed("systemctl start nixdrift-report.service")
     report = json.loads(machine.succeed(f"cat {REPORT}"))
     ids = [f["id"] for f in report["findings"]]

@@ -29,6 +29,9 @@ VM_OPTIONS: dict[str, Any] = {
     "alertThreshold": "low",
     # polled categories (no file to watch) get short intervals so a change shows within a minute
     "intervals": {"firewall": 15, "exposure": 15, "mounts": 15, "services": 30, "packages": 60},
+    # the scenario's last step: a low-severity drift with a safe revert is reverted by the service
+    "autoRemediate": True,
+    "settings": {"severity": {"etc/nixdrift-vm/motd": "low"}},
 }
 
 

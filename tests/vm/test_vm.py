@@ -39,7 +39,8 @@ def test_every_scenario_step_reaches_journald_and_the_report() -> None:
     output = proc.stdout + proc.stderr
     print(output)
     assert proc.returncode == 0, output[-20000:]
-    assert "scenario: the report lists all 8 findings" in output
+    assert "scenario: the report lists all 9 findings" in output  # 8 alerts and the auto-remediation
+    assert "reverted by autoRemediate: restored within" in output
 
 
 @pytest.mark.skipif(shutil.which("nix-instantiate") is None, reason="nix is not installed")
