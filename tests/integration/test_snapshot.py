@@ -64,3 +64,24 @@ def test_snapshot_of_a_drifted_host_reports_the_same_drift(demo_built: BuiltHost
 )
 def test_shadow_redaction_keeps_presence_only(line: str, expected: str) -> None:
     assert redact_shadow_line(line) == expected
+
+
+def test_secret_files_and_shadow_backups_do_not_leave_the_host(demo_built: BuiltHost, tmp_path: Path) -> None:
+    key = demo_built.path("/etc/ssh/ssh_host_ed25519_key")
+    key.parent.mkdir(parents=True, exist_ok=True)
+    key.write_text("-----BEGIN OPENSSH PRIVATE KEY-----\nsecret-key-material\n")
+    key.chmod(0o600)
+    wifi = demo_built.path("/etc/NetworkManager/system-connections/home.nmconnection")
+    wifi.parent.mkdir(parents=True, exist_ok=True)
+    wifi.write_text("[wifi-security]\npsk=correct-horse-battery\n")
+    demo_built.path("/etc/shadow-").write_text(f"alice:{SECRET_HASH}:19000:0:99999:7:::\n")
+    out = tmp_path / "snap"
+    record = take(out, demo_built.name, Root.of(demo_built.root))
+    copied = b"".join(p.read_bytes() for p in out.rglob("*") if p.is_file() and not p.is_symlink())
+    for secret in (b"secret-key-material", b"correct-horse-battery", SECRET_HASH.encode()):
+        assert secret not in copied
+    assert (out / "etc/ssh/ssh_host_ed25519_key").stat().st_mode & 0o777 == 0o600
+    assert record["withheld"] == [
+        "/etc/NetworkManager/system-connections/home.nmconnection",
+        "/etc/ssh/ssh_host_ed25519_key",
+    ]

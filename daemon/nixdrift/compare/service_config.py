@@ -9,6 +9,7 @@ Listen*= lines that differ; a drop-in the closure does not ship is dropin-unmana
 from __future__ import annotations
 
 import fnmatch
+import hashlib
 from collections.abc import Iterator
 
 from nixdrift.capture.services import TRANSIENT_DIR, ServicesLive
@@ -33,18 +34,23 @@ def _lines(values: tuple[str, ...]) -> str:
     return " | ".join(printable(v if len(v) <= MAX_LINE else v[:MAX_LINE] + "…") for v in values)
 
 
+def _digest(values: tuple[str, ...]) -> str:
+    if not values:
+        return "(none)"
+    return "sha256 " + hashlib.sha256("\n".join(values).encode("utf-8", "surrogateescape")).hexdigest()[:12]
+
+
 def describe_difference(declared: UnitFile | None, live: UnitFile | None) -> str:
-    """The ExecStart=/Listen*= lines that differ, as one line ("" when unknown or equal)."""
+    """What differs between the closure's unit and the loaded one, as one line ("" when unknown or
+    equal). Listen addresses are shown; ExecStart= only by digest: command lines carry tokens and
+    passwords often enough that their text never goes into a report."""
     if declared is None or live is None:
         return ""
-    parts = [
-        f"{label}: {_lines(old)} -> {_lines(new)}"
-        for label, old, new in (
-            ("ExecStart", declared.exec_start, live.exec_start),
-            ("Listen", declared.listen, live.listen),
-        )
-        if old != new
-    ]
+    parts = []
+    if declared.exec_start != live.exec_start:
+        parts.append(f"ExecStart differs: {_digest(declared.exec_start)} -> {_digest(live.exec_start)}")
+    if declared.listen != live.listen:
+        parts.append(f"Listen: {_lines(declared.listen)} -> {_lines(live.listen)}")
     return "; ".join(parts)
 
 

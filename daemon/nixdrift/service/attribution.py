@@ -118,14 +118,17 @@ def _text(value: Any) -> str:
 
 
 def _describe(entry: Mapping[str, Any], source: str) -> str:
+    """Who: the program, uid and pid, and for sudo the user and the program it ran. Never the
+    message or the command's arguments, which may carry secrets (`sudo sh -c 'echo pw=... > f'`)."""
     message = _text(entry.get("MESSAGE"))
     comm = _text(entry.get("_COMM") or entry.get("SYSLOG_IDENTIFIER")) or "?"
     uid = _text(entry.get("_UID")) or "?"
     if comm == "sudo" and " : " in message:
         user = message.split(" : ", 1)[0].strip()
-        command = message.rsplit("COMMAND=", 1)[-1] if "COMMAND=" in message else message
-        return f"user {user} via sudo: {command[:200]} [{source}]"
-    return f"{comm} (uid {uid}, pid {_text(entry.get('_PID')) or '?'}): {message[:200]} [{source}]"
+        command = message.rsplit("COMMAND=", 1)[-1] if "COMMAND=" in message else ""
+        program = command.split(maxsplit=1)[0] if command.strip() else "?"
+        return f"user {user[:64]} via sudo: {program[:128]} [{source}]"
+    return f"{comm} (uid {uid}, pid {_text(entry.get('_PID')) or '?'}) [{source}]"
 
 
 def _from_journal(entries: Iterable[Mapping[str, Any]], f: Finding, needles: list[str]) -> str | None:
