@@ -7,6 +7,7 @@ import importlib
 import logging
 import os
 import shlex
+import sqlite3
 import sys
 from collections.abc import Sequence
 
@@ -57,8 +58,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     except NixdriftError as exc:
         print(f"nixdrift: error: {exc}", file=sys.stderr)
         return 2
+    except BrokenPipeError:
+        return 0
+    except (OSError, sqlite3.Error) as exc:  # what no command anticipated: still one line and exit 2
+        print(f"nixdrift: error: {exc}", file=sys.stderr)
+        return 2
     except KeyboardInterrupt:
         print("nixdrift: interrupted", file=sys.stderr)
         return 130
-    except BrokenPipeError:
-        return 0

@@ -7,6 +7,7 @@ key; unknown keys are errors too, since a typo would silently disable an excepti
 from __future__ import annotations
 
 import difflib
+import math
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -135,7 +136,7 @@ class _Reader:
 
     def number(self, node: yaml.Node, key: str) -> float:
         value = self.scalar(node, key)
-        if not isinstance(value, int | float) or isinstance(value, bool) or value <= 0:
+        if not isinstance(value, int | float) or isinstance(value, bool) or not 0 < value < math.inf:
             raise self.fail(node, key, f"expected a positive number, got {value!r}")
         return float(value)
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import sqlite3
 from pathlib import Path
 
+import pytest
 from daemon_findings import finding
 
 from nixdrift.models import Category, Section, Severity
@@ -81,3 +82,15 @@ def test_fix_commands_keep_their_argv_when_run() -> None:
     assert command_argv(odd) == ["bash", "-c", odd]
     compound = sh("rm", "--", "/run/x") + " && " + sh("systemctl", "daemon-reload")
     assert command_argv(compound) == ["bash", "-c", compound]
+
+
+def test_commands_never_move_a_database_aside(tmp_path: Path) -> None:
+    from nixdrift.errors import NixdriftError
+    from nixdrift.service.history import DB_NAME, Store
+
+    db = tmp_path / DB_NAME
+    db.write_bytes(b"this is not a database" * 100)
+    with pytest.raises(NixdriftError, match="corrupt"):
+        Store.open(tmp_path, repair=False)
+    assert db.read_bytes().startswith(b"this is not a database")
+    assert sorted(p.name for p in tmp_path.iterdir()) == [DB_NAME]

@@ -36,8 +36,11 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
 def _load_report(path: str) -> Report:
     try:
         text = sys.stdin.read() if path == "-" else Path(path).read_text(encoding="utf-8")
-        return Report.from_json(json.loads(text))
-    except (OSError, UnicodeDecodeError, ValueError, KeyError, TypeError) as exc:
+        data = json.loads(text)
+        if not isinstance(data, dict):
+            raise ValueError("not a drift-report.json object")
+        return Report.from_json(data)
+    except (OSError, UnicodeDecodeError, ValueError, KeyError, TypeError, AttributeError, RecursionError) as exc:
         raise NixdriftError(f"cannot read report {path}: {exc}") from None
 
 

@@ -28,7 +28,7 @@ def open_store(args: argparse.Namespace) -> Store:
     state = Path(args.state_dir or cfg.state_dir or DEFAULT_STATE_DIR)
     if not (state / DB_NAME).exists():
         raise NixdriftError(f"no history in {state} (is the daemon running with --state-dir {state}?)")
-    return Store.open(state)
+    return Store.open(state, repair=False)
 
 
 def since_arg(text: str) -> str:

@@ -20,6 +20,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from nixdrift.errors import NixdriftError
 from nixdrift.models import Finding, Report
 from nixdrift.pipeline import now_iso
 
@@ -98,12 +99,21 @@ class Store:
         self._lock = threading.RLock()
 
     @classmethod
-    def open(cls, state_dir: Path) -> Store:
+    def open(cls, state_dir: Path, *, repair: bool = True) -> Store:
+        """Open (or create) the database. Only the daemon repairs (`repair`): a file that is not a
+        database or is malformed is moved aside and a fresh one started. A database that merely
+        cannot be opened now (permissions, a lock, a newer schema) is never moved: that is an error."""
         state_dir.mkdir(parents=True, exist_ok=True)
         path = state_dir / DB_NAME
         try:
             return cls(_connect(path), path)
+        except sqlite3.OperationalError as exc:
+            raise NixdriftError(f"cannot open the history database {path}: {exc}") from None
         except sqlite3.DatabaseError as exc:
+            if not repair:
+                raise NixdriftError(
+                    f"the history database {path} is corrupt ({exc}); the daemon moves it aside at its next start"
+                ) from None
             aside = path.with_name(f"{path.name}.corrupt-{_stamp()}")
             log.error("history database %s is unreadable (%s); moved it to %s and started a new one", path, exc, aside)
             for suffix in ("", "-wal", "-shm"):
@@ -349,9 +359,9 @@ def stored_report(state_dir: Path, max_age: float) -> Report | None:
     if not (state_dir / DB_NAME).exists():
         return None
     try:
-        store = Store.open(state_dir)
-    except (OSError, sqlite3.Error) as exc:
-        log.warning("cannot read %s: %s", state_dir / DB_NAME, exc)
+        store = Store.open(state_dir, repair=False)  # the report timer never moves the daemon's history
+    except (OSError, sqlite3.Error, NixdriftError) as exc:
+        log.warning("cannot read %s (scanning instead): %s", state_dir / DB_NAME, exc)
         return None
     try:
         text, captured = store.meta("report"), store.meta("captured_at")
