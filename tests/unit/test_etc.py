@@ -331,3 +331,18 @@ def test_quote_is_one_shell_word_without_raw_control_bytes(text: str) -> None:
     quoted = quote(text)
     assert "\n" not in quoted
     quoted.encode("utf-8")  # no surrogates left
+
+
+def test_a_directory_that_cannot_be_listed_hides_nothing_as_absent(host: Host, monkeypatch: pytest.MonkeyPatch) -> None:
+    real = os.scandir
+
+    def refuse(path: str | os.PathLike[str]) -> Any:
+        if str(path).endswith("/etc/pam.d"):
+            raise PermissionError(13, "Permission denied")
+        return real(path)
+
+    monkeypatch.setattr(capture_etc.os, "scandir", refuse)
+    found = host.scan()
+    assert not [i for i in found if i.startswith("etc/pam.d/")]  # unknown, not "declared but absent"
+    assert host.section is not None
+    assert "/etc/pam.d: cannot list: Permission denied" in host.section.problems

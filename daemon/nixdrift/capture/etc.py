@@ -159,6 +159,11 @@ class EtcLive:
     clean: frozenset[str]  # /etc/.clean: managed copies
     closure: Mapping[str, ClosureEntry] | None  # None: no reference tree here
     reference: str = ""  # host path of the reference etc tree
+    unlisted: frozenset[str] = frozenset()  # directories (relative to /etc) that could not be listed
+
+    def unseen(self, rel: str) -> bool:
+        """Below a directory that could not be listed: neither present nor absent is known."""
+        return any(d == "" or rel == d or rel.startswith(d + "/") for d in self.unlisted)
 
 
 def parse_clean(text: str, source: str = CLEAN) -> tuple[tuple[str, ...], tuple[str, ...]]:
@@ -195,7 +200,11 @@ def sha256_of(path: Path, limit: int = MAX_HASH_BYTES) -> str | None:
 
 
 def _walk(
-    top: Path, label: str, problems: list[str], prune: frozenset[str] = frozenset()
+    top: Path,
+    label: str,
+    problems: list[str],
+    prune: frozenset[str] = frozenset(),
+    unlisted: list[str] | None = None,
 ) -> Iterator[tuple[str, os.DirEntry[str]]]:
     """Every entry below `top` as (rel, DirEntry), without following symlinks. A directory that
     cannot be listed is a problem; the walk goes on."""
@@ -207,6 +216,8 @@ def _walk(
                 entries = list(it)
         except OSError as exc:
             problems.append(f"{label}/{printable(rel_dir)}: cannot list: {exc.strerror or type(exc).__name__}")
+            if unlisted is not None:
+                unlisted.append(rel_dir)
             continue
         for entry in entries:
             rel = f"{rel_dir}/{entry.name}" if rel_dir else entry.name
@@ -301,11 +312,15 @@ def _wants_digest(rel: str, closure: Mapping[str, ClosureEntry] | None, clean: f
 
 
 def _live_entries(
-    etc: Path, closure: Mapping[str, ClosureEntry] | None, clean: frozenset[str], problems: list[str]
+    etc: Path,
+    closure: Mapping[str, ClosureEntry] | None,
+    clean: frozenset[str],
+    problems: list[str],
+    unlisted: list[str],
 ) -> dict[str, EtcEntry]:
     entries: dict[str, EtcEntry] = {}
     leaves = frozenset(closure or ())
-    for rel, entry in _walk(etc, "/etc", problems, prune=leaves):
+    for rel, entry in _walk(etc, "/etc", problems, prune=leaves, unlisted=unlisted):
         try:
             if entry.is_symlink():
                 entries[rel] = EtcEntry(rel, EntryType.SYMLINK, target=os.readlink(entry.path))
@@ -367,7 +382,9 @@ def capture(root: Root, declared: DeclaredState) -> Section[EtcLive]:
     clean = frozenset(clean_rels)
     tree, host = _reference_tree(root, declared, problems)
     closure = _closure_entries(root, tree, host, problems) if tree is not None else None
-    entries = _live_entries(etc, closure, clean, problems)
+    unlisted: list[str] = []
+    entries = _live_entries(etc, closure, clean, problems, unlisted)
     if tree is not None and closure is not None:
         closure = _with_source_digests(root, tree, host, closure, entries, problems)
-    return Section(Category.ETC, EtcLive(entries, clean, closure, host), problems=tuple(problems))
+    live = EtcLive(entries, clean, closure, host, frozenset(unlisted))
+    return Section(Category.ETC, live, problems=tuple(problems))

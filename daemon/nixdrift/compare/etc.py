@@ -241,7 +241,7 @@ def _declared_targets(declared: DeclaredState, data: EtcLive) -> dict[str, Closu
 
 def _missing(declared: DeclaredState, data: EtcLive) -> Iterator[Finding]:
     for rel, c in sorted(_declared_targets(declared, data).items()):
-        if rel in data.entries or skipped(rel) or _inside_replaced(rel, data.entries):
+        if rel in data.entries or skipped(rel) or _inside_replaced(rel, data.entries) or data.unseen(rel):
             continue
         shown = printable(rel)
         yield _etc_finding(
