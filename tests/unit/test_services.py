@@ -399,3 +399,9 @@ def test_odd_bytes_in_unit_names_give_printable_ids(tmp_path: Path) -> None:
     found = host.findings()
     assert set(found) == {"services/evil\\xff.service/file"}
     assert found["services/evil\\xff.service/file"].evidence["path"] == "/run/systemd/system/evil\\xff.service"
+
+
+def test_closure_unit_enabled_by_a_generator_is_the_systems_own_doing(tmp_path: Path) -> None:
+    host = nixos_host(tmp_path)
+    host.unit("sshd.service", unit_file_state="enabled-runtime", fragment="/etc/systemd/system/sshd.service")
+    assert "services/sshd.service/enabled" not in host.findings()

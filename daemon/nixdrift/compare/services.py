@@ -91,8 +91,12 @@ def enabled_by_hand(known: Known, live: ServicesLive) -> Iterator[Finding]:
     for entry in live.writable_entries(EntryKind.LINK):
         if entry.rel not in known.closure_rels and not entry.host_path.startswith(TRANSIENT_DIR + "/"):
             links.setdefault(entry.unit, []).append(entry)
-    for unit in sorted(u.unit for u in live.runtime or () if u.unit_file_state == "enabled-runtime"):
-        links.setdefault(unit, [])
+    # systemd's "enabled-runtime" without a link we can see counts only for a unit whose file the
+    # closure does not ship: generators (a getty on the serial console) enable closure units from
+    # /run/systemd/generator*, which is the system's own doing.
+    for u in live.runtime or ():
+        if u.unit_file_state == "enabled-runtime" and not (u.fragment_path and live.from_closure(u.fragment_path)):
+            links.setdefault(u.unit, [])
     for unit, entries in sorted(links.items()):
         if system_made(unit):
             continue
