@@ -103,6 +103,15 @@ def test_tmpfs_mounted_by_hand_outside_system_places_is_reported(tmp_path: Path)
     assert found["mounts//mnt/scratch space/mounted"].fix.command == "umount '/mnt/scratch space'"
 
 
+def test_container_runtimes_and_the_etc_overlay_are_not_drift(tmp_path: Path) -> None:
+    lines = (
+        "60 28 0:50 / /run/k3s/containerd/io.containerd.runtime.v2.task/k8s.io/abc/rootfs rw - overlay overlay rw\n"
+        "61 28 0:51 / /var/lib/kubelet/pods/0f0f/volumes/kubernetes.io~projected/kube-api rw - tmpfs tmpfs rw\n"
+        "62 28 7:0 / /run/nixos-etc-metadata ro,relatime - erofs /dev/loop0 ro\n"
+    )
+    assert check(host(tmp_path, MOUNTINFO + lines)) == {}
+
+
 def test_declared_mount_missing(tmp_path: Path) -> None:
     decl = declared({"/data": {"device": "/dev/disk/by-label/data", "fsType": "xfs"}})
     f = check(host(tmp_path), decl)["mounts//data/mounted"]

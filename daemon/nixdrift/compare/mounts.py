@@ -19,8 +19,15 @@ PSEUDO = frozenset({
     "mqueue", "hugetlbfs", "pstore", "efivarfs", "configfs", "fusectl", "autofs", "binfmt_misc", "nsfs",
     "ramfs", "rpc_pipefs", "nfsd", "selinuxfs",
 })  # fmt: skip
-SYSTEM_TREES = ("/proc", "/sys", "/dev", "/run/user", "/run/credentials", "/run/nixos", "/run/netns")
-RUNTIME_TREES = ("/var/lib/docker", "/var/lib/containers", "/run/docker", "/run/containerd")
+# /run/nixos-etc-metadata: the erofs image of system.etc.overlay
+SYSTEM_TREES = (
+    "/proc", "/sys", "/dev", "/run/user", "/run/credentials", "/run/nixos", "/run/netns", "/run/nixos-etc-metadata",
+)  # fmt: skip
+# container runtimes mount and unmount below these on their own (k3s: /run/k3s, kubelet's pods)
+RUNTIME_TREES = (
+    "/var/lib/docker", "/var/lib/containers", "/run/docker", "/run/containerd", "/run/k3s", "/var/lib/kubelet",
+    "/var/lib/rancher",
+)  # fmt: skip
 NETWORK_FS = frozenset({"nfs", "nfs4", "cifs", "smb3", "zfs", "9p", "virtiofs", "sshfs"})
 _SAME_FS = {"nfs4": "nfs", "ntfs": "fuseblk", "ntfs-3g": "fuseblk", "ntfs3": "fuseblk"}
 
