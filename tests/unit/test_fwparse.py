@@ -8,7 +8,8 @@ from typing import Any
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from nixdrift.capture.fwparse import FwAccept, FwBase, parse_iptables_save, parse_nft_json
+from nixdrift.capture.fwparse import FwAccept, FwBase, parse_iptables_save
+from nixdrift.capture.nftparse import parse_nft_json
 from nixdrift.declared.model import PortRange
 
 # firewall-iptables.nix with allowedTCPPorts = [ 22 80 ], allowedUDPPortRanges = [ 60000-61000 ],

@@ -12,7 +12,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from nixdrift import process
-from nixdrift.capture.fwparse import FwAccept, FwBase, FwRecord, parse_iptables_save, parse_nft_json
+from nixdrift.capture.fwparse import FwAccept, FwBase, FwRecord, parse_iptables_save
+from nixdrift.capture.nftparse import parse_nft_json
 from nixdrift.declared.model import DeclaredState
 from nixdrift.errors import NixdriftError
 from nixdrift.models import Category, Section
