@@ -226,8 +226,16 @@ class Worker:
             threshold=self.opts.policy.threshold,
             problems=tuple(
                 f"{c.value}: {p}" for c, ps in sorted(t.problems.items(), key=lambda kv: kv[0].value) for p in ps
-            ),
+            )
+            + self._watch_problems(),
         )
+
+    def _watch_problems(self) -> tuple[str, ...]:
+        """A degraded watch (polling after the inotify limit, a tree not watched) is said in the report."""
+        health = self.health() if self.health else None
+        if health is None or not (health.polling or health.dead):
+            return ()
+        return (f"realtime: {health.line()}",)
 
     def _publish(self, declared: DeclaredState, *, full: bool, changed: bool) -> None:
         self.tracker.accepted_changed()
