@@ -50,12 +50,24 @@
 
       checks = forAllSystems (pkgs: {
         package = self.packages.${pkgs.system}.default;
-        lint = pkgs.runCommand "nixdrift-lint"
-          { nativeBuildInputs = [ pkgs.ruff pkgs.python3Packages.mypy pkgs.nixfmt-rfc-style ]; } ''
+        lint = pkgs.runCommand "nixdrift-lint" { nativeBuildInputs = [ pkgs.ruff pkgs.nix ]; } ''
           cd ${self}
-          ruff check daemon tests benchmarks vm-tests
-          ruff format --check daemon tests benchmarks vm-tests
-          for f in $(find . -name '*.nix'); do nix-instantiate --parse "$f" >/dev/null 2>&1 || true; done
+          export NIX_STATE_DIR=$TMPDIR/nix
+          ruff check --no-cache daemon tests benchmarks vm-tests
+          ruff format --check --no-cache daemon tests benchmarks vm-tests
+          find . -name '*.nix' -print0 | xargs -0 -n1 nix-instantiate --parse > /dev/null
+          touch $out
+        '';
+        typecheck = pkgs.runCommand "nixdrift-mypy"
+          {
+            nativeBuildInputs = [
+              (pkgs.python3.withPackages (ps: with ps; [
+                mypy psutil pyyaml gitpython watchdog sdnotify jeepney kubernetes types-pyyaml types-psutil
+              ]))
+            ];
+          } ''
+          cd ${self}
+          mypy --cache-dir "$TMPDIR/mypy"
           touch $out
         '';
         vm-drift = pkgs.testers.runNixOSTest (import ./vm-tests/nixos-test.nix { inherit self; });
