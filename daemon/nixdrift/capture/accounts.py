@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import enum
 import json
+from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -100,28 +101,45 @@ def _nis(line: str) -> bool:
     return line[0] in "+-"
 
 
-def parse_passwd(text: str, source: str = PASSWD) -> tuple[tuple[PasswdEntry, ...], tuple[str, ...]]:
-    entries: list[PasswdEntry] = []
-    problems: list[str] = []
-    seen: set[str] = set()
+def _records(text: str, source: str, width: int | None, problems: list[str]) -> Iterator[tuple[int, list[str]]]:
+    """(line number, fields) of each entry of a colon-separated account file.
+
+    NIS compat lines and lines of the wrong width (`width`, or at least a name and one field when
+    None) become problems. Problems never quote a line: shadow's hold hashes.
+    """
     for n, line in _lines(text):
         fields = line.split(":")
         if _nis(line):
             problems.append(f"{source}:{n}: NIS compat entry ignored")
-            continue
-        if len(fields) != 7:
-            problems.append(f"{source}:{n}: expected 7 fields, found {len(fields)}")
-            continue
+        elif width is not None and len(fields) != width:
+            problems.append(f"{source}:{n}: expected {width} fields, found {len(fields)}")
+        elif width is None and (len(fields) < 2 or not fields[0]):
+            problems.append(f"{source}:{n}: not an account entry")
+        else:
+            yield n, fields
+
+
+def _first(name: str, seen: set[str], where: str, what: str, problems: list[str]) -> bool:
+    """The first valid entry of a name counts (as glibc reads them); later ones are problems."""
+    if name in seen:
+        problems.append(f"{where}: duplicate {what} {printable(name)!r} ignored")
+        return False
+    seen.add(name)
+    return True
+
+
+def parse_passwd(text: str, source: str = PASSWD) -> tuple[tuple[PasswdEntry, ...], tuple[str, ...]]:
+    entries: list[PasswdEntry] = []
+    problems: list[str] = []
+    seen: set[str] = set()
+    for n, fields in _records(text, source, 7, problems):
         name, _, uid_text, gid_text, gecos, home, shell = fields
         uid, gid = _int_id(uid_text), _int_id(gid_text)
         if not name or uid is None or gid is None:
             problems.append(f"{source}:{n}: bad name, uid or gid in entry {printable(name)!r}")
             continue
-        if name in seen:
-            problems.append(f"{source}:{n}: duplicate user {printable(name)!r} ignored")
-            continue
-        seen.add(name)
-        entries.append(PasswdEntry(name, uid, gid, gecos, home, shell))
+        if _first(name, seen, f"{source}:{n}", "user", problems):
+            entries.append(PasswdEntry(name, uid, gid, gecos, home, shell))
     return tuple(entries), tuple(problems)
 
 
@@ -129,47 +147,27 @@ def parse_group(text: str, source: str = GROUP) -> tuple[tuple[GroupEntry, ...],
     entries: list[GroupEntry] = []
     problems: list[str] = []
     seen: set[str] = set()
-    for n, line in _lines(text):
-        fields = line.split(":")
-        if _nis(line):
-            problems.append(f"{source}:{n}: NIS compat entry ignored")
-            continue
-        if len(fields) != 4:
-            problems.append(f"{source}:{n}: expected 4 fields, found {len(fields)}")
-            continue
+    for n, fields in _records(text, source, 4, problems):
         name, _, gid_text, members_text = fields
         gid = _int_id(gid_text)
         if not name or gid is None:
             problems.append(f"{source}:{n}: bad name or gid in entry {printable(name)!r}")
             continue
-        if name in seen:
-            problems.append(f"{source}:{n}: duplicate group {printable(name)!r} ignored")
-            continue
-        seen.add(name)
-        members = tuple(dict.fromkeys(m for m in members_text.split(",") if m))
-        entries.append(GroupEntry(name, gid, members))
+        if _first(name, seen, f"{source}:{n}", "group", problems):
+            members = tuple(dict.fromkeys(m for m in members_text.split(",") if m))
+            entries.append(GroupEntry(name, gid, members))
     return tuple(entries), tuple(problems)
 
 
 def parse_shadow(text: str, source: str = SHADOW) -> tuple[tuple[ShadowEntry, ...], tuple[str, ...]]:
     """Accounts and whether each has a password. Problems never quote a line: it may hold a hash."""
-    entries: list[ShadowEntry] = []
     problems: list[str] = []
     seen: set[str] = set()
-    for n, line in _lines(text):
-        fields = line.split(":")
-        if _nis(line):
-            problems.append(f"{source}:{n}: NIS compat entry ignored")
-            continue
-        if len(fields) < 2 or not fields[0]:
-            problems.append(f"{source}:{n}: not an account entry")
-            continue
-        name = fields[0]
-        if name in seen:
-            problems.append(f"{source}:{n}: duplicate account {printable(name)!r} ignored")
-            continue
-        seen.add(name)
-        entries.append(ShadowEntry(name, PasswordState.of(fields[1])))
+    entries = [
+        ShadowEntry(f[0], PasswordState.of(f[1]))
+        for n, f in _records(text, source, None, problems)
+        if _first(f[0], seen, f"{source}:{n}", "account", problems)
+    ]
     return tuple(entries), tuple(problems)
 
 
