@@ -17,6 +17,7 @@ from collections import deque
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 
+from nixdrift.capture.accounts import parse_passwd
 from nixdrift.capture.manifests import (
     ProfileElement,
     ProfileTool,
@@ -75,12 +76,8 @@ class LivePackages:
 
 def parse_passwd_homes(text: str) -> tuple[tuple[str, str], ...]:
     """(user, home) pairs from /etc/passwd text; lines that are not accounts are skipped."""
-    homes: list[tuple[str, str]] = []
-    for line in text.splitlines():
-        fields = line.split(":")
-        if len(fields) >= 7 and fields[0] and fields[5].startswith("/") and not line.startswith(("#", "+", "-")):
-            homes.append((fields[0], fields[5]))
-    return tuple(homes)
+    entries, _problems = parse_passwd(text)  # the users collector reports bad lines
+    return tuple((e.name, e.home) for e in entries if e.home.startswith("/"))
 
 
 # --- the system's environments --------------------------------------------------------------------
