@@ -14,7 +14,9 @@ from nixdrift import cli, fleet
 from nixdrift.models import Finding, Report, Severity
 from nixdrift.sinks.kube import api_client, policy_report
 
-NOW = datetime.now(UTC).replace(microsecond=0)
+def now() -> datetime:
+    """Read at each use: the suite may run minutes after this module was collected."""
+    return datetime.now(UTC).replace(microsecond=0)
 
 
 def _iso(moment: datetime) -> str:
@@ -23,7 +25,7 @@ def _iso(moment: datetime) -> str:
 
 def _publish(api: Any, report: Report, *, namespace: str = "nixdrift", ago: timedelta, heartbeat: int = 600) -> None:
     obj = policy_report(report, namespace=namespace, heartbeat=heartbeat)
-    obj["metadata"]["annotations"]["nixdrift/sent-at"] = _iso(NOW - ago)
+    obj["metadata"]["annotations"]["nixdrift/sent-at"] = _iso(now() - ago)
     api.objects[(namespace, obj["metadata"]["name"])] = obj
 
 
@@ -32,7 +34,7 @@ def fleet_api(fake_api: Any, report_factory: Callable[..., Report], finding_fact
     port = finding_factory("firewall/tcp-8080/open", Severity.CRITICAL)
     dns = finding_factory("network/resolv.conf/nameservers", Severity.LOW)
     pkg = finding_factory("packages/root/htop", Severity.HIGH)
-    old = _iso(NOW - timedelta(hours=5))
+    old = _iso(now() - timedelta(hours=5))
     _publish(fake_api, report_factory("web1", [port, dns]), ago=timedelta(minutes=3))
     _publish(fake_api, report_factory("web2", [port, pkg]), ago=timedelta(minutes=12))
     _publish(fake_api, report_factory("db1", [port, dns], generated_at=old), ago=timedelta(hours=5))
@@ -115,6 +117,6 @@ def test_an_unreachable_api_server_is_an_error(
 
 
 def test_a_host_that_never_reported_a_time_is_stale() -> None:
-    view = fleet.aggregate([{"metadata": {"name": "ghost", "namespace": "n"}, "results": []}], NOW, 600)
+    view = fleet.aggregate([{"metadata": {"name": "ghost", "namespace": "n"}, "results": []}], now(), 600)
     assert [h.host for h in view.stale] == ["ghost"]
     assert fleet.age_text(view.hosts[0].age) == "never"
