@@ -14,6 +14,7 @@ from nixdrift import cli, fleet
 from nixdrift.models import Finding, Report, Severity
 from nixdrift.sinks.kube import api_client, policy_report
 
+
 def now() -> datetime:
     """Read at each use: the suite may run minutes after this module was collected."""
     return datetime.now(UTC).replace(microsecond=0)
