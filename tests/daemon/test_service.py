@@ -99,7 +99,8 @@ def test_delete_alerts(running: Daemon) -> None:
 
 
 def test_new_unit_file_alerts(running: Daemon) -> None:
-    unit = running.host.etc("systemd/system/backdoor.service")
+    # /etc/systemd/system is the closure's, read-only, as on NixOS: a unit by hand goes to /run
+    unit = running.host.root / "run/systemd/system/backdoor.service"
     unit.write_text("[Service]\nExecStart=/bin/sh -c 'nc -l 4444'\n")
     running.wait_alert(event="new", id="backdoor.service")
 
