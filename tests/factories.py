@@ -27,6 +27,19 @@ def port_opened(port: int = 8080) -> Finding:
     )
 
 
+def dns_changed() -> Finding:
+    return finding(
+        rule_name="dns-changed",
+        id="network/dns/nameservers",
+        category=Category.NETWORK,
+        subject="resolv.conf",
+        kind=Kind.CHANGED,
+        expected="1.1.1.1",
+        actual="8.8.8.8",
+        message="nameservers differ",
+    )
+
+
 def make_report(
     *findings: Finding,
     categories: Mapping[Category, str] | None = None,

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 
+from factories import dns_changed as dns
 from nixdrift.compare.common import finding
 from nixdrift.models import Category, FlakeInfo, Generations, Kind, Report, Severity, sort_findings
 from nixdrift.policy import RULES, Policy, rule
@@ -33,19 +34,6 @@ def wheel(user: str):
         expected="not in wheel",
         actual="in wheel",
         message=f"{user} was added to wheel",
-    )
-
-
-def dns():
-    return finding(
-        rule_name="dns-changed",
-        id="network/dns/nameservers",
-        category=Category.NETWORK,
-        subject="resolv.conf",
-        kind=Kind.CHANGED,
-        expected="1.1.1.1",
-        actual="8.8.8.8",
-        message="nameservers differ",
     )
 
 

@@ -8,7 +8,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from factories import make_report, port_opened
+from factories import dns_changed, make_report, port_opened
 from nixdrift.compare.common import finding, sh
 from nixdrift.models import Category, Kind
 from nixdrift.report import render
@@ -26,19 +26,6 @@ def etc_changed(path: str = "/etc/hosts", message: str | None = None):
         message=message or f"{path} was edited by hand",
         command=sh("nixos-rebuild", "switch"),
         evidence={"path": path},
-    )
-
-
-def dns_changed():
-    return finding(
-        rule_name="dns-changed",
-        id="network/dns/nameservers",
-        category=Category.NETWORK,
-        subject="resolv.conf",
-        kind=Kind.CHANGED,
-        expected="1.1.1.1",
-        actual="8.8.8.8",
-        message="nameservers differ",
     )
 
 
