@@ -253,3 +253,19 @@ def test_accept_quiets_drift_until_it_changes_and_report_reads_the_daemon(runnin
     path.write_text("two\n")
     changed = running.wait_alert(event="new", path="/etc/vendor.conf", message="accepted")
     assert changed and len([x for x in running.alerts() if x.path == "/etc/vendor.conf"]) == before + 1
+
+
+def test_reading_the_flake_repository_does_not_trigger_itself(running: Daemon) -> None:
+    """The flake lives below the watched /etc (as /etc/nixos does): git's own lock files and the
+    daemon's reads of the repository must not start another read, over and over."""
+
+    def repo_scans() -> int:
+        return sum(1 for line in list(running.lines) if "scanned repo" in line)
+
+    before = repo_scans()
+    (running.host.flake / "notes.txt").write_text("untracked\n")
+    wait_for(lambda: repo_scans() > before, 30, "a repo scan after the change")
+    after_change = repo_scans()
+    running.host.etc("barrier.conf").write_text("x\n")  # events are handled in order: a barrier
+    running.wait_alert(event="new", id="etc/barrier.conf")
+    assert repo_scans() - after_change <= 1

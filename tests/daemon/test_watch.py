@@ -111,3 +111,20 @@ def test_generation_switch_rescans_everything() -> None:
     assert routes.route("/run/current-system", None)[0] is Action.SWITCH
     assert routes.route("/flake/flake.nix", Path("/flake"))[0] is Action.REEVALUATE
     assert errno.ENOSPC  # the fallback above is keyed on it
+
+
+@pytest.mark.parametrize(
+    ("rel", "action"),
+    [
+        ("flake.nix", Action.REEVALUATE),
+        (".git/HEAD", Action.REEVALUATE),
+        (".git/index", Action.REEVALUATE),
+        (".git/refs/heads/main", Action.REEVALUATE),
+        (".git/index.lock", Action.IGNORE),  # the daemon's own reads take it: reacting would loop
+        (".git/objects/ab/cdef", Action.IGNORE),
+        (".git/logs/HEAD", Action.IGNORE),
+    ],
+)
+def test_only_meaningful_git_changes_reevaluate(rel: str, action: Action) -> None:
+    flake = Path("/etc/nixos")
+    assert routes.route(f"{flake}/{rel}", flake)[0] is action

@@ -121,6 +121,9 @@ def capture(root: Root, declared: DeclaredState) -> Section[LiveRepo]:
         return Section.missing(Category.REPO, f"gitpython cannot run git: {exc}")
     try:
         repo = git.Repo(directory, search_parent_directories=True)
+        # read without taking index.lock: never in the way of the operator's own git, and no
+        # lock-file events for the daemon's watch on the repository
+        repo.git.update_environment(GIT_OPTIONAL_LOCKS="0")
     except (git.InvalidGitRepositoryError, git.NoSuchPathError):
         return Section.missing(Category.REPO, f"the flake directory {directory} is not in a git repository")
     with repo:

@@ -58,7 +58,7 @@ def _local_dir(ref: str) -> Path | None:
 
 
 def _git(directory: Path, *args: str) -> str:
-    return run(["git", "-C", str(directory), *args], timeout=120).stdout
+    return run(["git", "--no-optional-locks", "-C", str(directory), *args], timeout=120).stdout
 
 
 def _status_entries(out: str) -> tuple[str | None, list[tuple[str, str]]]:

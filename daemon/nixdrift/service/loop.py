@@ -97,6 +97,8 @@ class Service:
             if host is None:
                 continue
             action, cats = routes.route(host, self.flake_dir)
+            if action is routes.Action.IGNORE:
+                continue
             rows.append(("event", None, host, f"{action.value}: {','.join(sorted(c.value for c in cats)) or '-'}"))
             job = job.merge(Job.of(action, cats, host))
         for tree in sorted(batch.saturated):

@@ -21,6 +21,13 @@ class Action(enum.Enum):
     CAPTURE = "capture"  # re-capture the categories
     SWITCH = "switch"  # the system generation changed: everything
     REEVALUATE = "reevaluate"  # the flake changed: evaluate again (through the cache), then capture
+    IGNORE = "ignore"  # git's own bookkeeping (locks, objects, logs): nothing a scan would see
+
+
+# Inside the flake's .git only these say the repository changed (a commit, a checkout, `git add`).
+# Everything else there is git's bookkeeping, and reacting to it loops: reading the repository
+# takes index.lock, whose events would trigger another read.
+GIT_MEANINGFUL = ("HEAD", "index", "packed-refs", "refs")
 
 
 @dataclass(frozen=True, slots=True)
@@ -64,6 +71,9 @@ def host_path(root: Root, real: str) -> str | None:
 def route(path: str, flake_dir: Path | None) -> tuple[Action, frozenset[Category]]:
     """What a changed host path means (flake paths are real paths, not host paths)."""
     if flake_dir is not None and (path == str(flake_dir) or path.startswith(str(flake_dir) + "/")):
+        inside = path[len(str(flake_dir)) :].lstrip("/").split("/")
+        if inside[0] == ".git" and (len(inside) == 1 or inside[1] not in GIT_MEANINGFUL):
+            return Action.IGNORE, frozenset()
         return Action.REEVALUATE, frozenset({Category.REPO})
     if path in USER_FILES:
         return Action.CAPTURE, frozenset({Category.USERS})

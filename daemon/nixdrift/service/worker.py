@@ -10,7 +10,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, assert_never
 
 from nixdrift import __version__, pipeline
 from nixdrift.categories import TABLE
@@ -55,6 +55,10 @@ class Job:
                 return cls(categories, frozenset({f"flake changed ({path})"}), reevaluate=True, realtime=True, at=now)
             case Action.CAPTURE:
                 return cls(categories, frozenset({"event"}), realtime=True, at=now)
+            case Action.IGNORE:
+                return cls()
+            case _:
+                assert_never(action)
 
     def merge(self, other: Job) -> Job:
         ats = [a for a in (self.at, other.at) if a]
