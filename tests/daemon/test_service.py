@@ -269,3 +269,18 @@ def test_reading_the_flake_repository_does_not_trigger_itself(running: Daemon) -
     running.host.etc("barrier.conf").write_text("x\n")  # events are handled in order: a barrier
     running.wait_alert(event="new", id="etc/barrier.conf")
     assert repo_scans() - after_change <= 1
+
+
+def test_a_unit_directory_that_appears_later_is_watched(tmp_path: Path) -> None:
+    """systemd makes /run/systemd/transient with the first transient unit, after the daemon started."""
+    d = make_daemon(tmp_path)
+    transient = d.host.root / "run/systemd/transient"
+    shutil.rmtree(transient)
+    d.start()
+    d.wait_ready()
+    transient.mkdir()
+    (transient / "run-u7.service").write_text("[Service]\nExecStart=/bin/sleep 1000\n")
+    d.wait_alert(event="new", id="services/run-u7.service/transient", timeout=30)
+    (transient / "run-u8.service").write_text("[Service]\nExecStart=/bin/sleep 1000\n")  # now by inotify
+    d.wait_alert(event="new", id="services/run-u8.service/transient", timeout=15)
+    d.stop()

@@ -34,6 +34,8 @@ from nixdrift.sinks.journald import Alert, Event, JournalSink
 
 log = logging.getLogger(__name__)
 
+ADOPT_EVERY = 2.0  # seconds between looks for watched trees that have appeared
+
 STOP_GRACE = 1.2  # seconds the worker gets to finish on SIGTERM (systemd expects us gone in 2 s)
 
 Reload = Callable[[], tuple[Config, ScanOptions]]
@@ -77,6 +79,9 @@ class Service:
         self.flake_dir = _local_flake(opts.flake)
         self.debouncer = Debouncer(self._on_batch)
         trees = routes.trees(opts.root, self.flake_dir) if cfg.realtime else []
+        # trees that do not exist yet are adopted when they appear (checked every ADOPT_EVERY s)
+        self.candidates = routes.candidate_trees(opts.root, self.flake_dir) if cfg.realtime else []
+        self._adopted_at = 0.0
         self.watcher = Watcher(opts.root, trees, self.debouncer, self._on_lost)
         self.worker.health = self.watcher.health
         self.worker.on_scanned = self.schedule.mark
@@ -110,6 +115,13 @@ class Service:
         self.store.events(rows)
         if job.categories or job.reevaluate or job.full:
             self.pending.add(job)
+
+    def _adopt(self) -> None:
+        """A watched tree that appeared (systemd's transient unit directory, a user's profiles):
+        watch it, and capture what it already holds, which no event will announce."""
+        for tree in self.watcher.adopt(self.candidates):
+            cats = routes.categories_of([tree], self.flake_dir)
+            self.pending.add(Job(categories=cats, reasons=frozenset({f"{tree.host_path} appeared"}), realtime=True))
 
     def _on_lost(self, why: str) -> None:
         cats = routes.categories_of([t for t in self.watcher.trees if not t.local], self.flake_dir)
@@ -163,6 +175,9 @@ class Service:
             if self._hup.is_set() and ready:
                 self._reload()
             self.watcher.maintain()
+            if now - self._adopted_at >= ADOPT_EVERY:
+                self._adopted_at = now
+                self._adopt()
             if ready:
                 self._schedule_due(now)
             if interval is not None and now - last_ping >= interval and self.healthy():

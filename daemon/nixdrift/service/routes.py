@@ -45,15 +45,25 @@ class Tree:
 
 def trees(root: Root, flake_dir: Path | None) -> list[Tree]:
     """The trees worth watching below the root (only those that exist)."""
+    return [t for t in candidate_trees(root, flake_dir) if _exists(root, t)]
+
+
+def _exists(root: Root, tree: Tree) -> bool:
+    real = tree.real(root)
+    return real.is_dir() and not real.is_symlink()
+
+
+def candidate_trees(root: Root, flake_dir: Path | None) -> list[Tree]:
+    """Every tree worth watching, existing or not: systemd creates /run/systemd/transient with the
+    first transient unit, and a user's profile directory appears with their first install."""
     out = [Tree("/etc", True)]
     out += [Tree(d, True) for d in UNIT_DIRS if not d.startswith("/etc/")]
     out += [Tree(PROFILES, True), Tree("/run", False, frozenset(GENERATION_LINKS))]
     homes = ["/root", *sorted(f"/home/{p.name}" for p in root.path("/home").glob("*") if p.is_dir())]
     out += [Tree(f"{h}/.local/state/nix/profiles", True) for h in homes]
-    kept = [t for t in out if t.real(root).is_dir() and not t.real(root).is_symlink()]
-    if flake_dir is not None and flake_dir.is_dir():
-        kept.append(Tree(str(flake_dir), True, local=True))
-    return kept
+    if flake_dir is not None:
+        out.append(Tree(str(flake_dir), True, local=True))
+    return out
 
 
 def host_path(root: Root, real: str) -> str | None:

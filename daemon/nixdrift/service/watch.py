@@ -296,6 +296,18 @@ class Watcher:
         self._polling.add(tree.host_path)
         log.warning("watching %s by polling every %.0f s", real, self.poll_interval)
 
+    def adopt(self, candidates: list[Tree]) -> list[Tree]:
+        """Start watching candidate trees that have appeared since the start; returns them."""
+        known = {t.host_path for t in self.trees}
+        new = [t for t in candidates if t.host_path not in known and t.real(self.root).is_dir()]
+        for tree in new:
+            if tree.real(self.root).is_symlink():
+                continue
+            log.info("%s appeared: watching it", tree.host_path)
+            self.trees.append(tree)
+            self._start_tree(tree)
+        return new
+
     def maintain(self) -> None:
         """Move trees whose inotify watches ran out onto polling (call it now and then)."""
         with self._lock:
