@@ -94,3 +94,15 @@ def test_commands_never_move_a_database_aside(tmp_path: Path) -> None:
         Store.open(tmp_path, repair=False)
     assert db.read_bytes().startswith(b"this is not a database")
     assert sorted(p.name for p in tmp_path.iterdir()) == [DB_NAME]
+
+
+def test_a_fresh_report_shows_what_was_accepted_in_the_history(tmp_path: Path) -> None:
+    from factories import make_report
+    from nixdrift.commands.report import with_accepted
+
+    kept, changed, other = finding(id="etc/a", actual="x"), finding(id="etc/b", actual="y"), finding(id="etc/c")
+    store = Store.open(tmp_path)
+    store.accept([kept, finding(id="etc/b", actual="old")], "baseline")
+    store.close()
+    report = with_accepted(make_report(kept, changed, other), tmp_path)
+    assert {f.id: f.accepted for f in report.findings} == {"etc/a": True, "etc/b": False, "etc/c": False}

@@ -7,6 +7,7 @@ With a running daemon (its state directory holds a fresh report: every category 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import logging
 import sys
 from pathlib import Path
@@ -45,6 +46,8 @@ def run(args: argparse.Namespace) -> int:
     report = from_daemon(Path(state), args.max_age) if state and args.max_age > 0 else None
     if report is None:
         report = pipeline.scan(opts, progress)
+        if state:
+            report = with_accepted(report, Path(state))
     for path in write_all(report, Path(args.out)):
         print(path, file=sys.stderr)
     return pipeline.exit_code(report)
@@ -60,3 +63,26 @@ def from_daemon(state_dir: Path, max_age: float) -> Report | None:
     else:
         print(f"nixdrift: using the daemon's report from {found.generated_at} ({state_dir})", file=sys.stderr)
     return found
+
+
+def with_accepted(report: Report, state_dir: Path) -> Report:
+    """A fresh scan marks what the operator accepted in the daemon's history (same id and actual
+    value) as accepted, as the daemon's own reports do."""
+    from nixdrift.errors import NixdriftError
+    from nixdrift.service.history import DB_NAME, Store
+
+    if not (state_dir / DB_NAME).exists():
+        return report
+    try:
+        store = Store.open(state_dir, repair=False)
+    except NixdriftError as exc:
+        log.warning("accepted baselines not applied: %s", exc)
+        return report
+    try:
+        accepted = store.accepted()
+    finally:
+        store.close()
+    findings = tuple(
+        f.with_(accepted=True) if f.id in accepted and accepted[f.id][0] == f.actual else f for f in report.findings
+    )
+    return dataclasses.replace(report, findings=findings)
