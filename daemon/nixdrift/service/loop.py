@@ -110,7 +110,8 @@ class Service:
             log.warning(
                 "more than %d paths changed at once below %s: rescanning it whole", self.debouncer.max_paths, tree
             )
-            cats = routes.categories_of([t for t in self.watcher.trees if t.host_path == tree], self.flake_dir)
+            trees = self.watcher.snapshot()[0]
+            cats = routes.categories_of([t for t in trees if t.host_path == tree], self.flake_dir)
             job = job.merge(Job(categories=cats, reasons=frozenset({"event storm"}), realtime=True))
         self.store.events(rows)
         if job.categories or job.reevaluate or job.full:
@@ -124,7 +125,7 @@ class Service:
             self.pending.add(Job(categories=cats, reasons=frozenset({f"{tree.host_path} appeared"}), realtime=True))
 
     def _on_lost(self, why: str) -> None:
-        cats = routes.categories_of([t for t in self.watcher.trees if not t.local], self.flake_dir)
+        cats = routes.categories_of([t for t in self.watcher.snapshot()[0] if not t.local], self.flake_dir)
         log.warning("filesystem events lost (%s): rescanning %s", why, ", ".join(sorted(c.value for c in cats)))
         self.store.events([("events-lost", None, "", why)])
         self.journal.send(Alert(Event.EVENTS_LOST, f"filesystem events lost ({why}); rescanning", Severity.MEDIUM))

@@ -11,6 +11,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
+from types import MappingProxyType
 from typing import Any
 
 from nixdrift.models import Category, Finding, Section, Severity, Source
@@ -51,6 +52,8 @@ class Tracker:
         self.status: dict[Category, str] = {}
         self.problems: dict[Category, tuple[str, ...]] = {}
         self._failed: set[Category] = set()
+        # what other threads read (STATUS): replaced whole, never mutated, so never read mid-update
+        self.counts: Mapping[str, int] = self._count()
 
     def reconcile(
         self,
@@ -106,6 +109,7 @@ class Tracker:
         self.store.resolve(f.id for f in gone)
         self.store.events(events)
         self._update_status(sections)
+        self.counts = self._count()
         return out
 
     def _appear(self, f: Finding, attribute: Attributor | None) -> Finding:
@@ -167,11 +171,17 @@ class Tracker:
                 changed.append(self.active[fid])
         if changed:
             self.store.seen(changed)
+            self.counts = self._count()
         return changed
 
-    def summary(self) -> dict[str, int]:
+    def _count(self) -> Mapping[str, int]:
+        """Active, unaccepted findings by severity; only the worker thread calls it."""
         counts = {s.label: 0 for s in sorted(Severity, reverse=True)}
         for f in self.active.values():
             if not f.accepted:
                 counts[f.severity.label] += 1
-        return counts
+        return MappingProxyType(counts)
+
+    def summary(self) -> dict[str, int]:
+        """Safe from any thread: a copy of the last published counts."""
+        return dict(self.counts)

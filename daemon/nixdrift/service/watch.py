@@ -246,6 +246,9 @@ class Watcher:
         self._polling: set[str] = set()
         self._to_degrade: set[str] = set()
         self._lock = threading.Lock()
+        # trees and observers change on the main thread and are read by the worker and the
+        # debouncer: every read takes a copy under this lock
+        self._state = threading.RLock()
         self.events_lost = 0
 
     # called from watchdog's reader thread: count and hand off
@@ -279,7 +282,8 @@ class Watcher:
                 observer: Any = InotifyObserver()
                 observer.schedule(handler, real, recursive=tree.recursive, event_filter=_FILTER)
                 observer.start()
-                self._observers[tree.host_path] = observer
+                with self._state:
+                    self._observers[tree.host_path] = observer
                 log.info("watching %s with inotify", real)
                 return
             except OSError as exc:
@@ -292,8 +296,9 @@ class Watcher:
         observer = PollingObserver(timeout=self.poll_interval)
         observer.schedule(handler, real, recursive=tree.recursive, event_filter=_FILTER)
         observer.start()
-        self._observers[tree.host_path] = observer
-        self._polling.add(tree.host_path)
+        with self._state:
+            self._observers[tree.host_path] = observer
+            self._polling.add(tree.host_path)
         log.warning("watching %s by polling every %.0f s", real, self.poll_interval)
 
     def adopt(self, candidates: list[Tree]) -> list[Tree]:
@@ -304,7 +309,8 @@ class Watcher:
             if tree.real(self.root).is_symlink():
                 continue
             log.info("%s appeared: watching it", tree.host_path)
-            self.trees.append(tree)
+            with self._state:
+                self.trees = [*self.trees, tree]
             self._start_tree(tree)
         return new
 
@@ -315,26 +321,31 @@ class Watcher:
         for host_path in sorted(degrade):
             tree = next(t for t in self.trees if t.host_path == host_path)
             log.warning("inotify watch limit reached below %s: falling back to polling that tree", host_path)
-            old = self._observers.pop(host_path, None)
+            with self._state:
+                old = self._observers.pop(host_path, None)
             if old is not None:
                 old.stop()
             self._start_tree(tree, polling=True)
             self.on_lost(f"inotify watch limit reached below {host_path}")
 
+    def snapshot(self) -> tuple[list[Tree], dict[str, Any], frozenset[str]]:
+        """Copies of the trees, their observers and the polled trees: safe to read from any thread."""
+        with self._state:
+            return list(self.trees), dict(self._observers), frozenset(self._polling)
+
     def health(self) -> Health:
-        dead = tuple(sorted(p for p, o in self._observers.items() if not o.is_alive()))
-        missing = tuple(sorted(t.host_path for t in self.trees if t.host_path not in self._observers))
+        trees, observers, polling = self.snapshot()
+        dead = tuple(sorted(p for p, o in observers.items() if not o.is_alive()))
+        missing = tuple(sorted(t.host_path for t in trees if t.host_path not in observers))
         return Health(
             healthy=not dead and not missing,
-            polling=tuple(sorted(self._polling)),
+            polling=tuple(sorted(polling)),
             dead=dead + missing,
             events_lost=self.events_lost,
             events_total=self.debouncer.events_total,
             trees={
-                t.host_path: t.host_path in self._observers
-                and t.host_path not in self._polling
-                and t.host_path not in dead
-                for t in self.trees
+                t.host_path: t.host_path in observers and t.host_path not in polling and t.host_path not in dead
+                for t in trees
             },
         )
 
@@ -343,7 +354,8 @@ class Watcher:
             _HOOKS.overflow.remove(self._overflow)
         if self._enospc in _HOOKS.enospc:
             _HOOKS.enospc.remove(self._enospc)
-        for observer in self._observers.values():
+        _trees, observers, _polling = self.snapshot()
+        for observer in observers.values():
             observer.stop()
-        for observer in self._observers.values():
+        for observer in observers.values():
             observer.join(timeout=1)
