@@ -28,6 +28,7 @@ from nixdrift.service import routes
 from nixdrift.service.history import Store
 from nixdrift.service.notify import Notifier
 from nixdrift.service.schedule import Schedule
+from nixdrift.service.statelock import StateLock
 from nixdrift.service.watch import Batch, Debouncer, Watcher
 from nixdrift.service.worker import Job, Worker
 from nixdrift.sinks.journald import Alert, Event, JournalSink
@@ -68,6 +69,7 @@ class Pending:
 class Service:
     def __init__(self, cfg: Config, opts: ScanOptions, state_dir: Path, reload: Reload) -> None:
         self.reload_options = reload
+        self.lock = StateLock.acquire(state_dir)  # before anything touches the history
         self.notifier = Notifier()
         self.store = Store.open(state_dir)
         self.journal = JournalSink()
@@ -217,6 +219,7 @@ class Service:
         self.worker.close()
         if finished:
             self.store.close()
+            self.lock.release()
         else:  # a capture is still running: every write so far is committed, so just go
             log.warning("a scan was still running; exiting without waiting for it")
             sys.stdout.flush()
