@@ -203,6 +203,46 @@ class Generations:
 
 
 @dataclass(frozen=True, slots=True)
+class ScanTarget:
+    """What a scan read, recorded when it ran: which machine, below which root.
+
+    `host` is the kernel's host name on a live root (else `/etc/hostname` below the root),
+    `machine_id` the root's `/etc/machine-id` and `system` where its `/run/current-system` points
+    (None when absent or unreadable). Whatever acts on a report (its remediation script, `nixdrift
+    remediate`, auto-remediation) checks it runs on this machine and that `live` is true.
+    """
+
+    host: str
+    machine_id: str | None
+    system: str | None
+    root: str
+    live: bool
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "host": self.host,
+            "machine_id": self.machine_id,
+            "system": self.system,
+            "root": self.root,
+            "live": self.live,
+        }
+
+    @classmethod
+    def from_json(cls, data: Mapping[str, Any]) -> ScanTarget:
+        def text(key: str) -> str | None:
+            value = data.get(key)
+            return value if isinstance(value, str) and value else None
+
+        return cls(
+            host=text("host") or "",
+            machine_id=text("machine_id"),
+            system=text("system"),
+            root=text("root") or "",
+            live=data.get("live") is True,  # anything but a JSON true is not a live scan
+        )
+
+
+@dataclass(frozen=True, slots=True)
 class Report:
     host: str
     generated_at: str
@@ -212,6 +252,7 @@ class Report:
     findings: tuple[Finding, ...]
     threshold: Severity = Severity.LOW
     problems: tuple[str, ...] = ()  # parser problems and capture warnings
+    scanned: ScanTarget | None = None  # None: not recorded (a report from before it was)
 
     @property
     def active(self) -> tuple[Finding, ...]:
@@ -226,6 +267,18 @@ class Report:
 
     def at_or_above_threshold(self) -> tuple[Finding, ...]:
         return tuple(f for f in self.active if f.severity >= self.threshold)
+
+    def with_baselines(self, accepted: Mapping[str, str]) -> Report:
+        """This report with the operator's accepted baselines (finding id -> accepted actual value)
+        applied: a finding is accepted exactly when its actual value is the accepted one, and a
+        category whose drift is all accepted is `ok` again (an unavailable one stays unavailable)."""
+        findings = tuple(f.with_(accepted=accepted.get(f.id) == f.actual) for f in self.findings)
+        drifted = {f.category for f in findings if not f.accepted}
+        categories = {
+            c: ("drift" if c in drifted else "ok") if status in ("ok", "drift") else status
+            for c, status in self.categories.items()
+        }
+        return replace(self, findings=findings, categories=categories)
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -247,6 +300,7 @@ class Report:
             "categories": {c.value: s for c, s in sorted(self.categories.items(), key=lambda kv: kv[0].value)},
             "findings": [f.to_json() for f in sort_findings(self.findings)],
             "problems": list(self.problems),
+            "scanned": self.scanned.to_json() if self.scanned is not None else None,
         }
 
     @classmethod
@@ -266,4 +320,5 @@ class Report:
             findings=sort_findings([Finding.from_json(f) for f in data.get("findings") or []]),
             threshold=Severity.parse(str(data.get("threshold", "low"))),
             problems=tuple(str(p) for p in data.get("problems") or []),
+            scanned=ScanTarget.from_json(scanned) if isinstance(scanned := data.get("scanned"), Mapping) else None,
         )

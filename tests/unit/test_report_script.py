@@ -13,6 +13,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from nixdrift import target
 from nixdrift.compare.common import finding, sh
 from nixdrift.models import Category, FlakeInfo, Generations, Kind, Report, sort_findings
 from nixdrift.report import script, write_all
@@ -20,6 +21,10 @@ from nixdrift.report.script import run_line
 
 BASH = shutil.which("bash")
 pytestmark = pytest.mark.skipif(BASH is None, reason="needs bash")
+# The scripts below are made for this machine, so that --apply runs (the guard itself is tested in
+# test_remediation_guard.py); a machine with neither machine-id nor NixOS system cannot be told apart.
+HERE = target.here()
+UNIDENTIFIED = target.refusal(HERE, HERE)
 
 
 def etc_finding(path: str, *, command: str, safe: bool, message: str | None = None, rule: str = "etc-unmanaged"):
@@ -47,6 +52,7 @@ def report_of(*findings) -> Report:
         generations=Generations(None, None, None),
         categories={Category.ETC: "drift" if findings else "ok"},
         findings=sort_findings(list(findings)),
+        scanned=HERE,
     )
 
 
@@ -59,6 +65,8 @@ def write_script(tmp_path: Path, report: Report) -> Path:
 
 def bash(*args: str | Path, cwd: Path | None = None) -> subprocess.CompletedProcess[bytes]:
     assert BASH is not None
+    if "--apply" in args and UNIDENTIFIED:
+        pytest.skip(f"--apply refuses on this machine: {UNIDENTIFIED}")
     return subprocess.run([BASH, *map(str, args)], capture_output=True, cwd=cwd, timeout=60, check=False)
 
 
@@ -191,6 +199,7 @@ def assert_structure(text: str, command: str) -> None:
     line = script.run_line(command)
     body = text.replace(line, "run <command>") if line else text
     frame = {"#!/usr/bin/env bash"} | set(script.PRELUDE.split("\n")) | set(script.FOOTER.split("\n"))
+    frame |= set(script.target_lines(HERE))
     for row in body.split("\n"):
         assert row in frame or row == "" or row.startswith("# ") or row == "run <command>", f"stray line {row!r}"
         if row.startswith("#"):
@@ -221,7 +230,8 @@ def test_arbitrary_host_text_in_an_unsafe_fix_stays_in_comments(tmp_path: Path, 
     text = script.render(report_of(etc_finding(path, command=command, safe=False, message=message)))
     assert "\nrun " not in text
     for row in text.split("\n"):
-        assert row in script.PRELUDE.split("\n") or row in script.FOOTER.split("\n") or row.startswith("#") or not row
+        frame = script.PRELUDE.split("\n") + script.FOOTER.split("\n") + script.target_lines(HERE)
+        assert row in frame or row.startswith("#") or not row
     out = tmp_path / "s.sh"
     out.write_bytes(script.encode(text))
     syntax_ok(out)

@@ -7,6 +7,11 @@ Host data reaches the script in two places only, and each is made safe:
   that `shlex` round-trips exactly is emitted as `run <command>`; anything else is wrapped whole as
   `run bash -c <quoted>`, so its argv is whatever the comparator meant. Odd bytes held as
   surrogates go back to the original bytes when the script is encoded (`encode()`).
+
+Before anything runs, the script checks it is on the machine the report scanned (`target.refusal`,
+repeated in bash): the same host name, the same /etc/machine-id (or, without one, the same
+/run/current-system), and a scan of the live root. Elsewhere `--apply` refuses (exit 3) and the dry
+run says it would; a report made from `--root` never applies.
 """
 
 from __future__ import annotations
@@ -14,7 +19,8 @@ from __future__ import annotations
 import re
 import shlex
 
-from nixdrift.models import Finding, Report, sort_findings
+from nixdrift.compare.common import quote
+from nixdrift.models import Finding, Report, ScanTarget, sort_findings
 from nixdrift.report.text import safe_line
 
 PRELUDE = """\
@@ -29,15 +35,62 @@ case "${1-}" in
   *) usage >&2; exit 2 ;;
 esac
 
+# Act only on the machine the report scanned: its host name and machine-id (without a machine-id,
+# its current system), and only when that scan read the live root. Prints why not, or nothing.
+wrong_machine() {
+  local here="" id="" system=""
+  if [ "$recorded" != 1 ]; then
+    printf 'the report does not record which machine it scanned (made before nixdrift recorded it)'
+    return 0
+  fi
+  if [ "$scanned_live" != 1 ]; then
+    printf 'the report was made from a scan of %q (--root), not of a running machine: ' "$scanned_root"
+    printf 'its commands name that machine'"'"'s own paths and state, not paths below that directory; '
+    printf 'make the report on the host itself'
+    return 0
+  fi
+  { read -r here < /proc/sys/kernel/hostname; } 2>/dev/null || here=$(uname -n)
+  if [ "$here" != "$made_for_host" ]; then
+    printf 'the report was made for host %q, this is host %q' "$made_for_host" "$here"
+    return 0
+  fi
+  if [ -n "$made_for_machine_id" ]; then
+    { read -r id < /etc/machine-id; } 2>/dev/null || id=""
+    if [ "$id" != "$made_for_machine_id" ]; then
+      printf 'the report was made for machine-id %q, this machine'"'"'s is %q' "$made_for_machine_id" "${id:-unknown}"
+    fi
+    return 0
+  fi
+  if [ -n "$made_for_system" ]; then
+    system=$(readlink -f /run/current-system 2>/dev/null) || system=""
+    if [ "$system" != "$made_for_system" ]; then
+      printf 'the report was made on a machine with no machine-id running %q, ' "$made_for_system"
+      printf 'this machine runs %q' "${system:-no NixOS system}"
+    fi
+    return 0
+  fi
+  printf 'the report records neither a machine-id nor a current system: it cannot tell this is the same machine'
+  return 0
+}
+wrong=$(wrong_machine)
+if [ -n "$wrong" ]; then
+  if [ "$apply" = 1 ]; then
+    printf 'nixdrift: refusing --apply: %s\\n' "$wrong" >&2
+    exit 3
+  fi
+  printf 'note: --apply would refuse here: %s\\n' "$wrong"
+fi
+
 ran=0
-# Print the command exactly (printf %q); execute it only with --apply.
+# Print the command exactly (printf %q, in the C locale so that bidi and other non-ASCII
+# characters are shown as escapes, never raw); execute it only with --apply.
 run() {
   ran=$((ran + 1))
   if [ "$apply" = 1 ]; then
-    printf '+'; printf ' %q' "$@"; printf '\\n'
+    printf '+'; LC_ALL=C printf ' %q' "$@"; printf '\\n'
     "$@"
   else
-    printf 'would run:'; printf ' %q' "$@"; printf '\\n'
+    printf 'would run:'; LC_ALL=C printf ' %q' "$@"; printf '\\n'
   fi
 }
 """
@@ -117,6 +170,32 @@ def finding_block(f: Finding) -> list[str]:
     return lines
 
 
+def target_lines(scanned: ScanTarget | None) -> list[str]:
+    """The scanned machine as the shell variables that PRELUDE's guard compares with."""
+    if scanned is None:
+        return ["recorded=0", "scanned_live=0"]
+
+    def word(text: str | None) -> str:
+        return quote(text) if text else "''"
+
+    return [
+        "recorded=1",
+        f"made_for_host={word(scanned.host)}",
+        f"made_for_machine_id={word(scanned.machine_id)}",
+        f"made_for_system={word(scanned.system)}",
+        f"scanned_root={word(scanned.root)}",
+        f"scanned_live={1 if scanned.live else 0}",
+    ]
+
+
+def target_comment(scanned: ScanTarget | None) -> str:
+    if scanned is None:
+        return "# the report does not record which machine it scanned: --apply refuses"
+    ident = f"machine-id {scanned.machine_id}" if scanned.machine_id else f"system {comment(scanned.system or '-')}"
+    where = "its live root" if scanned.live else f"the tree below {comment(scanned.root)} (--root): --apply refuses"
+    return f"# made for host {comment(scanned.host or '-')} ({ident}); the scan read {where}"
+
+
 def render(report: Report) -> str:
     active = sort_findings(report.active)
     accepted = len(report.findings) - len(active)
@@ -126,7 +205,10 @@ def render(report: Report) -> str:
         f"# nixdrift remediation for {comment(report.host)}, generated {comment(report.generated_at)}",
         f"# {len(active)} finding(s): {safe} reverted by this script, the rest left for review below"
         + (f"; {accepted} accepted finding(s) left alone" if accepted else ""),
-        "# Review it first. Without arguments it only prints what it would run; --apply runs it.",
+        target_comment(report.scanned),
+        "# Review it first. Without arguments it only prints what it would run; --apply runs it,",
+        "# and only on that machine (anywhere else it refuses and exits 3).",
+        *target_lines(report.scanned),
         PRELUDE,
     ]
     for f in active:
