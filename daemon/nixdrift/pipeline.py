@@ -9,6 +9,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from nixdrift import target as scan_target
 from nixdrift.categories import TABLE
 from nixdrift.declared import evaluate
 from nixdrift.declared.model import DeclaredState
@@ -58,23 +59,58 @@ def capture(
                 progress(f"capturing {category.value}")
             try:
                 done[entry.collector] = entry.collector(root, declared)
-            except Exception as exc:
-                log.exception("collector for %s failed", category.value)
-                done[entry.collector] = Section.missing(category, f"capture failed: {type(exc).__name__}: {exc}")
+            except Exception as exc:  # noqa: BLE001 - one broken collector must not void the scan
+                reason = f"capture failed: {type(exc).__name__}: {exc}"
+                _log_failure(f"{category.value}: {reason}")
+                done[entry.collector] = Section.missing(category, reason)
         sections[category] = done[entry.collector]
     return sections
 
 
-def compare(declared: DeclaredState, sections: Mapping[Category, Section[Any]]) -> tuple[Finding, ...]:
+def _log_failure(line: str) -> None:
+    """One line for the operator; the traceback only with -vv (it is for whoever fixes the bug)."""
+    log.error("%s", line)
+    log.debug("%s", line, exc_info=True)
+
+
+@dataclass(frozen=True, slots=True)
+class Compared:
+    """What the comparators found, and the sections with every category whose comparator raised
+    made `unavailable` (nobody judged it, so no report may call it "ok")."""
+
+    sections: Mapping[Category, Section[Any]]
+    findings: tuple[Finding, ...]
+
+
+def comparator_failed(exc: BaseException) -> str:
+    """The problem line of a category whose comparator raised."""
+    return f"comparator failed: {type(exc).__name__}: {exc}"
+
+
+def compare_sections(declared: DeclaredState, sections: Mapping[Category, Section[Any]]) -> Compared:
+    """Run each available category's comparator. One that raises does not stop the others: its
+    category becomes unavailable, with a problem line saying why."""
     findings: list[Finding] = []
+    judged: dict[Category, Section[Any]] = dict(sections)
     for category, section in sections.items():
         if section.unavailable is not None or section.data is None:
             continue
         try:
-            findings.extend(f for f in TABLE[category].comparator(declared, section) if f.category == category)
-        except Exception:
-            log.exception("comparator for %s failed", category.value)
-    return tuple(findings)
+            found = TABLE[category].comparator(declared, section)
+        except Exception as exc:  # noqa: BLE001 - one broken comparator must not void the scan
+            problem = comparator_failed(exc)
+            _log_failure(f"{category.value}: {problem}")
+            reason = f"{category.value} {problem}"
+            judged[category] = Section(category, None, unavailable=reason, problems=(*section.problems, problem))
+            continue
+        findings.extend(f for f in found if f.category == category)
+    return Compared(judged, tuple(findings))
+
+
+def compare(declared: DeclaredState, sections: Mapping[Category, Section[Any]]) -> tuple[Finding, ...]:
+    """The findings alone. A category whose comparator raised has none here: whoever builds a report
+    or a verdict from them uses `compare_sections`, which says that category is unavailable."""
+    return compare_sections(declared, sections).findings
 
 
 def category_status(sections: Mapping[Category, Section[Any]], findings: Iterable[Finding]) -> dict[Category, str]:
@@ -90,8 +126,12 @@ def category_status(sections: Mapping[Category, Section[Any]], findings: Iterabl
 
 def generations_of(root: Root, declared: DeclaredState) -> Generations:
     def link(path: str) -> str | None:
-        target = root.resolve(path)
-        return target if target.startswith("/nix/store/") and root.real(target).exists() else None
+        # a link loop or an unreadable link is no generation; the generation category says why
+        try:
+            target = root.resolve(path)
+            return target if target.startswith("/nix/store/") and root.real(target).exists() else None
+        except OSError:
+            return None
 
     return Generations(
         declared=declared.toplevel,
@@ -125,6 +165,7 @@ def build_report(
         findings=sort_findings(kept),
         threshold=policy.threshold,
         problems=problems,
+        scanned=scan_target.capture(root),
     )
 
 
@@ -133,14 +174,34 @@ def scan(opts: ScanOptions, progress: Progress | None = None) -> Report:
     if progress:
         progress(f"evaluating {opts.flake}#{opts.host}")
     declared = load_declared(opts)
-    sections = capture(opts.root, declared, TABLE, progress)
-    findings = compare(declared, sections)
-    return build_report(declared, opts.root, sections, findings, opts.policy)
+    compared = compare_sections(declared, capture(opts.root, declared, TABLE, progress))
+    return build_report(declared, opts.root, compared.sections, compared.findings, opts.policy)
+
+
+def unavailable(report: Report) -> tuple[Category, ...]:
+    """The categories the report could not judge (their drift, if any, went unseen)."""
+    return tuple(
+        sorted((c for c, s in report.categories.items() if s.startswith("unavailable")), key=lambda c: c.value)
+    )
 
 
 def exit_code(report: Report) -> int:
-    """0 when nothing active is at or above the threshold, 1 on drift."""
-    return 1 if report.at_or_above_threshold() else 0
+    """1 when something active is at or above the threshold; else 2 when a category could not be
+    scanned (never claim "no drift" for what nobody looked at); else 0."""
+    if report.at_or_above_threshold():
+        return 1
+    return 2 if unavailable(report) else 0
 
 
-__all__ = ["ScanOptions", "Severity", "build_report", "capture", "compare", "exit_code", "scan"]
+__all__ = [
+    "Compared",
+    "ScanOptions",
+    "Severity",
+    "build_report",
+    "capture",
+    "compare",
+    "compare_sections",
+    "exit_code",
+    "scan",
+    "unavailable",
+]

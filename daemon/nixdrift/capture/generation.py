@@ -95,12 +95,22 @@ def capture(root: Root, declared: DeclaredState) -> Section[LiveGeneration]:
     if not declared.toplevel:
         reason = "the flake declares no system.build.toplevel: nothing to compare the running system with"
         return Section.missing(Category.GENERATION, reason)
-    current = _target(root, CURRENT)
-    if current is None:
+    try:
+        live = _live(root, declared.toplevel)
+    except OSError as exc:  # a link loop, an unreadable link: one line, not a verdict
+        return Section.missing(Category.GENERATION, f"a system generation link cannot be read: {exc}")
+    if live is None:
         reason = f"{CURRENT} is not a link into the store: not a running NixOS system"
         return Section.missing(Category.GENERATION, reason)
+    return Section(Category.GENERATION, live)
+
+
+def _live(root: Root, toplevel: str) -> LiveGeneration | None:
+    current = _target(root, CURRENT)
+    if current is None:
+        return None
     booted = _target(root, BOOTED)
-    live = LiveGeneration(
+    return LiveGeneration(
         current=current,
         booted=booted,
         profile=_target(root, SYSTEM_PROFILE),
@@ -108,6 +118,5 @@ def capture(root: Root, declared: DeclaredState) -> Section[LiveGeneration]:
         current_boot=_boot_parts(root, current),
         booted_boot=_boot_parts(root, booted),
         generations=_generations(root),
-        declared_built=root.real(declared.toplevel).exists(),
+        declared_built=root.real(toplevel).exists(),
     )
-    return Section(Category.GENERATION, live)

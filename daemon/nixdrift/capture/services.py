@@ -35,6 +35,7 @@ WRITABLE_DIRS = (
 SNAPSHOT_PATHS: tuple[str, ...] = WRITABLE_DIRS
 BUS_SOCKET = "/run/dbus/system_bus_socket"
 UNITS_JSON = "units.json"
+NO_RUNTIME = "systemd's unit state cannot be read"
 MANAGED_PREFIXES = ("/nix/store/", "/etc/static/")
 # Generators turn declared config (fstab, crypttab, kernel command line) into units at boot.
 GENERATED_PREFIXES = ("/run/systemd/generator/", "/run/systemd/generator.early/", "/run/systemd/generator.late/")
@@ -79,22 +80,23 @@ def etc_is_managed(root: Root) -> bool:
 
 
 def runtime_units(root: Root) -> tuple[tuple[RuntimeUnit, ...] | None, tuple[str, ...]]:
-    """systemd's unit state: live over D-Bus, else the snapshot's units.json, else a problem."""
+    """systemd's unit state: live over D-Bus, else the snapshot's units.json; None (with the
+    reason as the one problem) when neither can be read."""
     if root.is_live and root.path(BUS_SOCKET).exists():
         try:
             return read_units(), ()
         except DBUS_ERRORS as exc:
             log.warning("systemd over D-Bus failed: %s", exc)
-            return None, (f"runtime unit state unavailable: systemd over D-Bus failed: {type(exc).__name__}: {exc}",)
+            return None, (f"{NO_RUNTIME}: systemd over D-Bus failed: {type(exc).__name__}: {exc}",)
     captured = root.captured(UNITS_JSON)
     if captured.is_file():
         try:
             text = captured.read_bytes().decode("utf-8", errors="surrogateescape")
         except OSError as exc:
-            return None, (f"runtime unit state unavailable: cannot read {captured}: {exc.strerror or exc}",)
+            return None, (f"{NO_RUNTIME}: cannot read {captured}: {exc.strerror or exc}",)
         return parse_units_json(text)
-    reason = f"no system bus at {BUS_SOCKET}" if root.is_live else f"the snapshot has no {SNAPSHOT_DIR}/{UNITS_JSON}"
-    return None, (f"runtime unit state unavailable: {reason}",)
+    where = f"no system bus at {BUS_SOCKET} and no" if root.is_live else "the snapshot has no"
+    return None, (f"{NO_RUNTIME}: {where} {SNAPSHOT_DIR}/{UNITS_JSON}",)
 
 
 def _closure_paths(closure: UnitDir) -> Callable[[str], list[str]]:
@@ -160,10 +162,11 @@ def capture(root: Root, declared: DeclaredState) -> Section[ServicesLive]:
     # Content digests of the closure are needed only where a writable directory has the same entry.
     closure = _with_digests(root, closure, {e.rel for d in writable for e in d.entries})
     runtime, problems = runtime_units(root)
-    if runtime is None and root.is_live and root.path(BUS_SOCKET).exists():
-        # The bus is there but did not answer: a files-only view would turn every runtime finding
-        # into "resolved" and back into "new" at the next scan. Say unavailable instead.
-        return Section.missing(Category.SERVICES, "; ".join(problems) or "systemd over D-Bus did not answer")
+    if runtime is None:
+        # No bus (or one that did not answer) and no units.json: the files alone cannot tell a unit
+        # started, stopped or failed by hand, and in the daemon every runtime finding would turn
+        # "resolved" and back into "new" at the next scan. Both categories say unavailable instead.
+        return Section.missing(Category.SERVICES, "; ".join(problems) or NO_RUNTIME)
     live = ServicesLive(closure, managed, writable, runtime)
     closure_groups, live_groups = _files_to_read(declared, live)
     declared_files, bad_closure = _read_files(root, closure_groups)

@@ -80,6 +80,7 @@ def metrics_json(report: Report, stats: DaemonStats | None = None) -> dict[str, 
         "by_category": {c: sum(v.values()) for c, v in by_category.items()},
         "by_category_severity": by_category,
         "categories": {c.value: s for c, s in sorted(report.categories.items(), key=lambda kv: kv[0].value)},
+        "unavailable": sorted(c.value for c in report.categories if _unavailable(report, c)),
         "problems": len(report.problems),
     }
     if stats is not None:
