@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, assert_never
 
 from nixdrift import __version__, pipeline
+from nixdrift import target as scan_target
 from nixdrift.categories import TABLE
 from nixdrift.config import Config
 from nixdrift.declared.model import DeclaredState
@@ -232,6 +233,7 @@ class Worker:
                 f"{c.value}: {p}" for c, ps in sorted(t.problems.items(), key=lambda kv: kv[0].value) for p in ps
             )
             + self._watch_problems(),
+            scanned=scan_target.capture(self.root),
         )
 
     def _watch_problems(self) -> tuple[str, ...]:
@@ -290,6 +292,10 @@ class Worker:
             log.exception("submitting the report to Kubernetes failed")
 
     def _remediate(self, declared: DeclaredState) -> None:
+        refused = remediate.refusal(self.store)  # the report just stored: this machine's live root?
+        if refused is not None:
+            log.warning("auto-remediation skipped: %s", refused)
+            return
         for f in sorted(self.tracker.active.values(), key=lambda f: f.id):
             if not remediate.eligible(f) or (f.id, f.actual) in self._attempted:
                 continue
