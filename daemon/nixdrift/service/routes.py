@@ -1,4 +1,9 @@
-"""Which host trees the daemon watches and which categories a changed path affects."""
+"""Which host trees the daemon watches and which categories a changed path affects.
+
+Both come from the category table (`categories.TABLE`): each row lists the paths its collector
+reads, so a path a collector reads cannot be missing here. The flake's directory is the one
+exception known only at run time: it belongs to the row marked `flake` (repo).
+"""
 
 from __future__ import annotations
 
@@ -7,14 +12,9 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
+from nixdrift.categories import TABLE, Scope, Watch
 from nixdrift.models import Category
 from nixdrift.rootfs import Root
-
-UNIT_DIRS = ("/run/systemd/system", "/run/systemd/transient", "/etc/systemd/system.control", "/etc/systemd/system")
-PROFILES = "/nix/var/nix/profiles"
-GENERATION_LINKS = ("current-system", "booted-system")
-USER_FILES = frozenset({"/etc/passwd", "/etc/group", "/etc/shadow", "/etc/gshadow"})
-NETWORK_FILES = frozenset({"/etc/resolv.conf", "/etc/hostname", "/etc/hosts"})
 
 
 class Action(enum.Enum):
@@ -53,14 +53,41 @@ def _exists(root: Root, tree: Tree) -> bool:
     return real.is_dir() and not real.is_symlink()
 
 
+def homes(root: Root) -> list[str]:
+    return ["/root", *sorted(f"/home/{p.name}" for p in root.path("/home").glob("*") if p.is_dir())]
+
+
+def watches() -> list[Watch]:
+    """Every watch of the table, once."""
+    return list(dict.fromkeys(w for entry in TABLE.values() for w in entry.watch))
+
+
+def _below(path: str, top: str) -> bool:
+    return path.startswith(top.rstrip("/") + "/")
+
+
+def plan(all_watches: Iterable[Watch], home_dirs: Iterable[str]) -> list[Tree]:
+    """The fewest trees that deliver every watch's events: a directory watched whole covers what
+    lies below it; single entries outside any such tree watch their directory for those names."""
+    home_dirs = list(home_dirs)
+    concrete = [(w, p) for w in all_watches for p in w.concrete(home_dirs)]
+    dirs = sorted({p for w, p in concrete if w.scope is Scope.TREE})
+    tops = [d for d in dirs if not any(_below(d, other) for other in dirs)]
+    entries: dict[str, set[str]] = {}
+    for w, p in concrete:
+        if w.scope is Scope.TREE or any(_below(p, top) for top in tops):
+            continue
+        parent, _, name = p.rpartition("/")
+        if "*" in p:
+            raise ValueError(f"watch {w.path}: a wildcard entry must lie inside a watched tree")
+        entries.setdefault(parent or "/", set()).add(name)
+    return [Tree(d, True) for d in tops] + [Tree(d, False, frozenset(n)) for d, n in sorted(entries.items())]
+
+
 def candidate_trees(root: Root, flake_dir: Path | None) -> list[Tree]:
     """Every tree worth watching, existing or not: systemd creates /run/systemd/transient with the
     first transient unit, and a user's profile directory appears with their first install."""
-    out = [Tree("/etc", True)]
-    out += [Tree(d, True) for d in UNIT_DIRS if not d.startswith("/etc/")]
-    out += [Tree(PROFILES, True), Tree("/run", False, frozenset(GENERATION_LINKS))]
-    homes = ["/root", *sorted(f"/home/{p.name}" for p in root.path("/home").glob("*") if p.is_dir())]
-    out += [Tree(f"{h}/.local/state/nix/profiles", True) for h in homes]
+    out = plan(watches(), homes(root))
     if flake_dir is not None:
         out.append(Tree(str(flake_dir), True, local=True))
     return out
@@ -78,39 +105,43 @@ def host_path(root: Root, real: str) -> str | None:
     return None
 
 
+def _flake_categories() -> frozenset[Category]:
+    return frozenset(c for c, e in TABLE.items() if e.flake)
+
+
 def route(path: str, flake_dir: Path | None) -> tuple[Action, frozenset[Category]]:
     """What a changed host path means (flake paths are real paths, not host paths)."""
     if flake_dir is not None and (path == str(flake_dir) or path.startswith(str(flake_dir) + "/")):
         inside = path[len(str(flake_dir)) :].lstrip("/").split("/")
         if inside[0] == ".git" and (len(inside) == 1 or inside[1] not in GIT_MEANINGFUL):
             return Action.IGNORE, frozenset()
-        return Action.REEVALUATE, frozenset({Category.REPO})
-    if path in USER_FILES:
-        return Action.CAPTURE, frozenset({Category.USERS})
-    if path in NETWORK_FILES:
-        return Action.CAPTURE, frozenset({Category.NETWORK, Category.ETC})
-    if any(path == d or path.startswith(d + "/") for d in UNIT_DIRS) or path.startswith("/etc/systemd/"):
-        return Action.CAPTURE, frozenset({Category.SERVICES, Category.SERVICE_CONFIG})
-    if path == "/etc" or path.startswith("/etc/"):
-        return Action.CAPTURE, frozenset({Category.ETC})
-    if path.startswith(PROFILES + "/") or "/.local/state/nix/profiles" in path:
-        if path.startswith(PROFILES + "/system"):
-            return Action.SWITCH, frozenset({Category.GENERATION, Category.PACKAGES})
-        return Action.CAPTURE, frozenset({Category.PACKAGES})
-    if path in {f"/run/{n}" for n in GENERATION_LINKS}:
-        return (Action.SWITCH if path == "/run/current-system" else Action.CAPTURE), frozenset({Category.GENERATION})
-    return Action.CAPTURE, frozenset()
+        return Action.REEVALUATE, _flake_categories()
+    cats: set[Category] = set()
+    switch = False
+    for category, entry in TABLE.items():
+        for w in entry.watch:
+            if w.matches(path):
+                cats.add(category)
+                switch = switch or w.switch
+    return (Action.SWITCH if switch else Action.CAPTURE), frozenset(cats)
+
+
+def _feeds(tree: Tree, watch: Watch) -> bool:
+    """Do this tree's events reach this watch?"""
+    if tree.names:
+        return any(watch.matches(f"{tree.host_path.rstrip('/')}/{n}") for n in tree.names)
+    if watch.matches(tree.host_path):
+        return True
+    probe = watch.literal or watch.path.replace("~", "/root", 1)
+    return tree.recursive and _below(probe, tree.host_path)
 
 
 def categories_of(trees_: Iterable[Tree], flake_dir: Path | None) -> frozenset[Category]:
     """The categories that the given trees' events feed (for rescans after lost events)."""
     out: set[Category] = set()
     for t in trees_:
-        probe = t.host_path + "/x" if t.recursive or not t.names else t.host_path + "/" + sorted(t.names)[0]
-        action, cats = route(probe, flake_dir)
-        out |= cats
-        if t.host_path == "/etc":
-            out |= {Category.USERS, Category.NETWORK, Category.SERVICES, Category.SERVICE_CONFIG, Category.ETC}
-        if action is Action.SWITCH:
-            out.add(Category.GENERATION)
+        if t.local:
+            out |= _flake_categories()
+            continue
+        out |= {c for c, e in TABLE.items() if any(_feeds(t, w) for w in e.watch)}
     return frozenset(out)
