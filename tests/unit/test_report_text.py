@@ -133,7 +133,9 @@ def test_json_is_the_schema_with_sorted_keys_and_deterministic() -> None:
 def test_json_keeps_undecodable_bytes_as_valid_json() -> None:
     out = render(make_report(etc_changed("/etc/\udcff")), "json")
     out.encode("utf-8")  # no lone surrogate left in the text
-    assert json.loads(out)["findings"][0]["subject"] == "/etc/\udcff"
+    finding = json.loads(out)["findings"][0]
+    assert finding["evidence"]["path"] == "/etc/\udcff"  # evidence keeps the exact name
+    assert finding["subject"] == "/etc/\\xff"  # one-line values are made printable where findings are made
 
 
 def test_unknown_format_is_refused() -> None:

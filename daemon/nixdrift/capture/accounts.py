@@ -19,7 +19,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
-from nixdrift.compare.common import printable
+from nixdrift.text import printable
 
 PASSWD = "/etc/passwd"
 GROUP = "/etc/group"

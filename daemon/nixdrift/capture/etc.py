@@ -26,10 +26,10 @@ from pathlib import Path
 
 from nixdrift.capture import accounts
 from nixdrift.capture.closure import toplevel_dir
-from nixdrift.compare.common import printable
 from nixdrift.declared.model import DeclaredState
 from nixdrift.models import Category, Section
 from nixdrift.rootfs import Root
+from nixdrift.text import printable
 
 SNAPSHOT_PATHS: tuple[str, ...] = ("/etc",)
 

@@ -37,8 +37,8 @@ def compare(declared: DeclaredState, live: Section[EtcLive]) -> tuple[Finding, .
 
 
 def _nix_str(text: str) -> str:
-    """A Nix string for host text; odd bytes are shown escaped (a .nix file is UTF-8 text)."""
-    return nix_str(printable(text))
+    """A Nix string naming exactly this host text (nix_str escapes it; odd bytes are shown escaped)."""
+    return nix_str(text)
 
 
 def _short(digest: str | None) -> str:

@@ -7,8 +7,9 @@ and only when asked for.
 
 from __future__ import annotations
 
-from nixdrift.compare import common
 from nixdrift.models import Finding, Report, Severity, sort_findings
+from nixdrift.redact import strip_userinfo
+from nixdrift.text import display
 
 RESET = "\x1b[0m"
 COLORS = {
@@ -21,9 +22,10 @@ COLORS = {
 
 
 def safe_line(text: str) -> str:
-    """One line with no control character: C0 and undecodable bytes as `\\xNN` (common.printable),
-    then C1 controls (a lone CSI U+009B), bidi overrides and line separators as `\\uNNNN`."""
-    return "".join(ch if ch.isprintable() else f"\\u{ord(ch):04x}" for ch in common.printable(text))
+    """One line with no control character and no URL credentials: C0, C1 (a lone CSI U+009B) and
+    undecodable bytes as `\\xNN`, bidi overrides and isolates and line separators as `\\uNNNN`
+    (`text.display`). Backslashes are not doubled: ids and paths arrive escaped (`printable`)."""
+    return display(strip_userinfo(text))
 
 
 def paint(text: str, severity: Severity, color: bool) -> str:

@@ -26,7 +26,9 @@ from nixdrift import __version__
 from nixdrift.config import KubernetesConfig
 from nixdrift.errors import NixdriftError
 from nixdrift.models import Finding, Report, Severity
+from nixdrift.redact import strip_userinfo
 from nixdrift.sinks.outbox import Outbox
+from nixdrift.text import display
 
 log = logging.getLogger(__name__)
 
@@ -70,6 +72,8 @@ def _timestamp(iso: str) -> dict[str, int]:
 
 
 def _short(text: str, limit: int = _SHORT) -> str:
+    """A host value for the API server: no URL credentials, no control or bidi character, bounded."""
+    text = display(strip_userinfo(text))
     return text if len(text) <= limit else text[: limit - 1] + "…"
 
 
@@ -81,7 +85,7 @@ def _result(f: Finding, report: Report) -> dict[str, Any]:
         props["path"] = _short(f.path, 512)
     return {
         "policy": f.category.value,
-        "rule": f.id,
+        "rule": _short(f.id, 1024),
         "result": outcome,
         "severity": f.severity.label,
         "message": _short(f.message, _MESSAGE),
@@ -125,10 +129,10 @@ def policy_report(
         key=lambda r: (_RESULT_ORDER[r["result"]], -Severity.parse(r["severity"]).value, r["rule"]),
     )
     annotations = {
-        ANN + "host": report.host,
-        ANN + "toplevel": report.generations.current or "",
-        ANN + "declared-toplevel": report.generations.declared or "",
-        ANN + "flake-revision": report.flake.revision or "",
+        ANN + "host": _short(report.host, 512),
+        ANN + "toplevel": _short(report.generations.current or "", 512),
+        ANN + "declared-toplevel": _short(report.generations.declared or "", 512),
+        ANN + "flake-revision": _short(report.flake.revision or "", 512),
         ANN + "flake-dirty": str(report.flake.dirty).lower(),
         ANN + "scan-time": report.generated_at,
         ANN + "agent-version": agent_version,
@@ -148,7 +152,7 @@ def policy_report(
             "labels": {MANAGED_BY: "nixdrift", HOST_LABEL: name},
             "annotations": annotations,
         },
-        "scope": {"kind": "Host", "name": report.host},
+        "scope": {"kind": "Host", "name": _short(report.host, 512)},
         "summary": summary(report),
         "results": [],
     }
