@@ -7,18 +7,105 @@ when it holds the same path: a fixture tree or snapshot need not copy the closur
 
 Non-file sources (D-Bus, sockets, nft) are read live only when the root is "/"; otherwise from
 the captured files in DIR/.nixdrift/.
+
+Every read of a file's content goes through one bounded reader (`Root.read_bytes`): the path is
+resolved below the root, the file is opened without following a last symlink and without blocking,
+it must be a regular file (a FIFO or a device is refused before it is opened), it must lie below the
+root (or in the local store, see above) once open, and it is read to at most MAX_READ bytes. Under
+`--root`, a file of the running kernel (procfs, sysfs) is refused: it describes this machine, not
+the root. A refusal is an `UnsafeRead`, an OSError, so a collector's usual handling applies.
 """
 
 from __future__ import annotations
 
+import errno
 import os
 import stat
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
 SNAPSHOT_DIR = ".nixdrift"
 STORE = "/nix/store"
+MAX_READ = 64 * 1024 * 1024  # per source: beyond it the source is refused, its category unavailable
 _MAX_LINKS = 40
+_CHUNK = 1024 * 1024
+_KERNEL_TREES = ("/proc", "/sys")  # live kernel state: read from them on the live root only
+
+
+class UnsafeRead(OSError):
+    """A file nixdrift refuses to read: not a regular file, too large, outside the root, or live kernel state."""
+
+
+def _kind(mode: int) -> str:
+    for test, name in (
+        (stat.S_ISFIFO, "a FIFO"),
+        (stat.S_ISCHR, "a character device"),
+        (stat.S_ISBLK, "a block device"),
+        (stat.S_ISSOCK, "a socket"),
+        (stat.S_ISDIR, "a directory"),
+        (stat.S_ISLNK, "a symlink"),
+    ):
+        if test(mode):
+            return name
+    return "not a regular file"
+
+
+def _mib(size: int) -> str:
+    return f"{size / (1024 * 1024):.0f} MiB"
+
+
+def read_regular(real: str | os.PathLike[str], limit: int = MAX_READ, shown: str | None = None) -> bytes:
+    """The bytes of a regular file on this machine, at most `limit` of them, never following a last symlink.
+
+    The file is checked before it is opened (a FIFO would block, a device never ends) and again once
+    open (it may have been replaced in between). `shown` is the name used in errors.
+    """
+    where = os.fspath(real)
+    return _bounded(where, limit, shown or where, None)
+
+
+def _bounded(where: str, limit: int, name: str, confine: Callable[[int, os.stat_result], None] | None) -> bytes:
+    st = os.lstat(where)
+    if not stat.S_ISREG(st.st_mode):
+        raise UnsafeRead(errno.EINVAL, f"{_kind(st.st_mode)}, not a regular file", name)
+    fd = os.open(where, os.O_RDONLY | os.O_NONBLOCK | os.O_NOFOLLOW | os.O_CLOEXEC | os.O_NOCTTY)
+    try:
+        if confine is not None:
+            confine(fd, st)
+        return _read_fd(fd, st, limit, name)
+    finally:
+        os.close(fd)
+
+
+def _read_fd(fd: int, before: os.stat_result, limit: int, name: str) -> bytes:
+    st = os.fstat(fd)
+    if not stat.S_ISREG(st.st_mode) or (st.st_dev, st.st_ino) != (before.st_dev, before.st_ino):
+        raise UnsafeRead(errno.EINVAL, "replaced while it was opened", name)
+    if st.st_size > limit:
+        raise UnsafeRead(errno.EFBIG, f"{_mib(st.st_size)}, larger than the {_mib(limit)} read limit", name)
+    chunks: list[bytes] = []
+    total = 0
+    while chunk := os.read(fd, min(_CHUNK, limit + 1 - total)):  # procfs files say size 0: read to EOF
+        chunks.append(chunk)
+        total += len(chunk)
+        if total > limit:
+            raise UnsafeRead(errno.EFBIG, f"larger than the {_mib(limit)} read limit", name)
+    return b"".join(chunks)
+
+
+def _kernel_devices() -> frozenset[int]:
+    devices: set[int] = set()
+    for tree in _KERNEL_TREES:
+        try:
+            devices.add(os.stat(tree).st_dev)
+        except OSError:
+            continue
+    return frozenset(devices)
+
+
+def _inside(path: str, top: str) -> bool:
+    return top == "/" or path == top or path.startswith(top.rstrip("/") + "/")
 
 
 # Store paths never change once they exist, so what a component below /nix/store is (a link and its
@@ -47,8 +134,18 @@ class Root:
         return self._base == ""
 
     def captured(self, name: str) -> Path:
-        """Path of a captured non-file source in a snapshot (DIR/.nixdrift/NAME)."""
+        """Path of a captured non-file source in a snapshot (DIR/.nixdrift/NAME), for messages."""
         return self.prefix / SNAPSHOT_DIR / name
+
+    def read_captured(self, name: str, limit: int = MAX_READ) -> bytes:
+        """A captured non-file source (DIR/.nixdrift/NAME), read as safely as any host file.
+
+        `snapshot` writes these as plain files in a plain directory: a symlink there is refused.
+        """
+        for where in (self.prefix / SNAPSHOT_DIR, self.captured(name)):
+            if where.is_symlink():
+                raise UnsafeRead(errno.EPERM, "a symlink, where a snapshot holds a plain file", str(where))
+        return self.read_bytes(f"/{SNAPSHOT_DIR}/{name}", limit)
 
     def path(self, abs_path: str) -> Path:
         """The literal location of an absolute host path below the prefix (no link resolution)."""
@@ -123,12 +220,34 @@ class Root:
         """A symlink's target as the host sees it, or None when it is not a symlink."""
         return self._link(abs_path) or None
 
-    def read_bytes(self, abs_path: str) -> bytes:
-        return self.open_path(abs_path).read_bytes()
+    def read_bytes(self, abs_path: str, limit: int = MAX_READ) -> bytes:
+        """A host file's bytes: resolved below the root, a regular file, at most `limit` bytes.
 
-    def read_text(self, abs_path: str) -> str:
+        Raises FileNotFoundError when it is absent and UnsafeRead (an OSError) when it is refused.
+        """
+        real = self._real(self.resolve(abs_path))
+        shown = abs_path if self.is_live else f"{abs_path} below {self.prefix}"
+        if self.is_live:
+            return _bounded(real, limit, shown, None)
+        return _bounded(real, limit, shown, lambda fd, st: self._confine(fd, st, real, shown))
+
+    def _confine(self, fd: int, st: os.stat_result, real: str, shown: str) -> None:
+        """Under `--root`: the open file lies below the root (or in the local store) and is no kernel file."""
+        if st.st_dev in _kernel_devices():
+            raise UnsafeRead(errno.EPERM, "a file of the running kernel (procfs or sysfs), not of the root", shown)
+        try:
+            opened = os.readlink(f"/proc/self/fd/{fd}")
+        except OSError:  # no /proc: the path as resolved, with its directories' links followed
+            opened = os.path.realpath(real)
+        tops = [os.path.realpath(self.prefix)]
+        if real == STORE or real.startswith(STORE + "/"):
+            tops.append(os.path.realpath(STORE))  # a store path absent below the root: the local store
+        if not any(_inside(opened, top) for top in tops):
+            raise UnsafeRead(errno.EPERM, f"leads outside the root (to {opened})", shown)
+
+    def read_text(self, abs_path: str, limit: int = MAX_READ) -> str:
         """Text with undecodable bytes kept as surrogate escapes (never raises on bad bytes)."""
-        return self.read_bytes(abs_path).decode("utf-8", errors="surrogateescape")
+        return self.read_bytes(abs_path, limit).decode("utf-8", errors="surrogateescape")
 
     def exists(self, abs_path: str) -> bool:
         return self.open_path(abs_path).exists()

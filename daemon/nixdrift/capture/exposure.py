@@ -21,6 +21,7 @@ from typing import Any
 import psutil
 
 from nixdrift.capture import closure
+from nixdrift.capture.parsed import Parsed, reason
 from nixdrift.declared.model import DeclaredState
 from nixdrift.models import Category, Section
 from nixdrift.rootfs import SNAPSHOT_DIR, Root
@@ -78,12 +79,18 @@ def unit_from_cgroup(text: str) -> str:
 
 def parse_listening(text: str) -> tuple[tuple[Listener, ...], tuple[str, ...]]:
     """The records of a captured listening.json; a bad entry is a problem, the rest is kept."""
+    parsed = read_listening(text)
+    return parsed.records, parsed.all_problems
+
+
+def read_listening(text: str) -> Parsed[Listener]:
+    """The records and problems of a captured listening.json; `unreadable` when it is not a list at all."""
     try:
         doc = json.loads(text)
     except (ValueError, RecursionError) as exc:
-        return (), (f"{LISTENING_FILE}:1: not JSON: {str(exc)[:120]}",)
+        return Parsed((), (), f"{LISTENING_FILE}:1: not JSON (cut short?): {str(exc)[:120]}")
     if not isinstance(doc, list):
-        return (), (f"{LISTENING_FILE}:1: not a list",)
+        return Parsed((), (), f"{LISTENING_FILE}:1: not a list")
     found: list[Listener] = []
     problems: list[str] = []
     for index, item in enumerate(doc, 1):
@@ -91,7 +98,7 @@ def parse_listening(text: str) -> tuple[tuple[Listener, ...], tuple[str, ...]]:
             found.append(_listener(item))
         except (TypeError, ValueError, KeyError) as exc:
             problems.append(f"{LISTENING_FILE}:{index}: {str(exc)[:120]}")
-    return tuple(found), tuple(problems)
+    return Parsed(tuple(found), tuple(problems))
 
 
 def _listener(item: Any) -> Listener:
@@ -150,13 +157,13 @@ def socket_ports(root: Root, declared: DeclaredState) -> frozenset[tuple[str, in
     """(proto, port) pairs the closure's socket units listen on."""
     units = closure.unit_dir(root, declared)
     found: set[tuple[str, int]] = set()
-    if units is None:
+    if units is None or not declared.toplevel:
         return frozenset()
     for entry in sorted(os.scandir(units), key=lambda e: e.name):
         if not entry.name.endswith(".socket"):
             continue
-        try:
-            text = Path(entry.path).read_text(errors="surrogateescape")
+        try:  # through the root: a unit is a link to another store path, resolved as the host would
+            text = root.read_text(f"{declared.toplevel}/etc/systemd/system/{entry.name}")
         except OSError:
             continue
         for line in text.splitlines():
@@ -175,11 +182,17 @@ def capture(root: Root, declared: DeclaredState) -> Section[ExposureLive]:
     else:
         path = root.captured(LISTENING_FILE)
         try:
-            text = path.read_bytes().decode("utf-8", errors="surrogateescape")
-        except OSError:
+            text = root.read_captured(LISTENING_FILE).decode("utf-8", errors="surrogateescape")
+        except FileNotFoundError:
             return Section.missing(Category.EXPOSURE, f"no listening sockets: {path} is absent")
-        listeners, problems = parse_listening(text)
-        source = str(path)
+        except OSError as exc:
+            return Section.missing(Category.EXPOSURE, f"{path} cannot be read: {reason(exc)}")
+        parsed = read_listening(text)
+        if parsed.unreadable is not None or parsed.problems:
+            # one entry unread may be the one listener that matters: no verdict from the rest
+            why = parsed.unreadable or f"{len(parsed.problems)} entries cannot be read, first {parsed.problems[0]}"
+            return Section.missing(Category.EXPOSURE, f"{path} is damaged: {why}")
+        listeners, source = parsed.records, str(path)
     live = ExposureLive(
         listeners=tuple(sorted(set(listeners), key=lambda x: (x.proto, x.port, x.address, x.pid or 0))),
         closure_units=closure.unit_names(root, declared),

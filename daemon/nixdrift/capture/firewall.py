@@ -12,8 +12,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from nixdrift import process
-from nixdrift.capture.fwparse import FwAccept, FwBase, FwRecord, parse_iptables_save
-from nixdrift.capture.nftparse import parse_nft_json
+from nixdrift.capture.fwparse import FwAccept, FwBase, FwRecord, read_iptables_save
+from nixdrift.capture.nftparse import read_nft_json
+from nixdrift.capture.parsed import Parsed, reason
 from nixdrift.declared.model import DeclaredState
 from nixdrift.errors import NixdriftError
 from nixdrift.models import Category, Section
@@ -37,6 +38,10 @@ class FirewallLive:
     accepts: tuple[FwAccept, ...]
 
 
+class _Unreadable(Exception):
+    """A ruleset that is there but cannot be read (refused, cut short, not a ruleset): no verdict."""
+
+
 def _run(argv: Sequence[str]) -> str | None:
     try:
         return process.run(argv, timeout=60).stdout
@@ -48,11 +53,22 @@ def _read(root: Root, name: str) -> str | None:
     """A source's text: run live, or read from the snapshot; None when it is not there."""
     if root.is_live:
         return _run(_COMMANDS[name])
-    path = root.captured(name)
     try:
-        return path.read_bytes().decode("utf-8", errors="surrogateescape")
-    except OSError:
+        return root.read_captured(name).decode("utf-8", errors="surrogateescape")
+    except FileNotFoundError:
         return None
+    except OSError as exc:
+        raise _Unreadable(f"{root.captured(name)} cannot be read: {reason(exc)}") from exc
+
+
+def _source(root: Root, name: str) -> str:
+    return " ".join(_COMMANDS[name]) if root.is_live else str(root.captured(name))
+
+
+def _parsed(root: Root, name: str, parsed: Parsed[FwRecord]) -> Parsed[FwRecord]:
+    if parsed.unreadable is not None:
+        raise _Unreadable(f"{_source(root, name)}: {parsed.unreadable}")
+    return parsed
 
 
 def _section(backend: str, source: str, records: Sequence[FwRecord], problems: Sequence[str]) -> Section[FirewallLive]:
@@ -69,9 +85,8 @@ def _nftables(root: Root) -> Section[FirewallLive] | None:
     text = _read(root, NFT_FILE)
     if text is None:
         return None
-    records, problems = parse_nft_json(text)
-    source = " ".join(_COMMANDS[NFT_FILE]) if root.is_live else str(root.captured(NFT_FILE))
-    return _section("nftables", source, records, problems)
+    parsed = _parsed(root, NFT_FILE, read_nft_json(text))
+    return _section("nftables", _source(root, NFT_FILE), parsed.records, parsed.problems)
 
 
 def _iptables(root: Root) -> Section[FirewallLive] | None:
@@ -82,9 +97,9 @@ def _iptables(root: Root) -> Section[FirewallLive] | None:
         text = _read(root, name)
         if text is None:
             continue
-        got, bad = parse_iptables_save(text, family)
-        records.extend(got)
-        problems.extend(bad)
+        parsed = _parsed(root, name, read_iptables_save(text, family))
+        records.extend(parsed.records)
+        problems.extend(parsed.problems)
         sources.append(_COMMANDS[name][0] if root.is_live else str(root.captured(name)))
     if not sources:
         return None
@@ -97,7 +112,10 @@ def capture(root: Root, declared: DeclaredState) -> Section[FirewallLive]:
         return Section.missing(Category.FIREWALL, reason)
     readers = (_nftables, _iptables) if declared.firewall.backend == "nftables" else (_iptables, _nftables)
     for reader in readers:
-        section = reader(root)
+        try:
+            section = reader(root)
+        except _Unreadable as exc:  # never fall back: the other backend's view would be a wrong verdict
+            return Section.missing(Category.FIREWALL, str(exc))
         if section is not None:
             return section
     where = "nft and iptables-save could not be run" if root.is_live else f"neither {NFT_FILE} nor iptables-save.txt"

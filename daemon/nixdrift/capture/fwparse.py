@@ -16,6 +16,7 @@ from __future__ import annotations
 import shlex
 from dataclasses import dataclass
 
+from nixdrift.capture.parsed import Parsed
 from nixdrift.declared.model import PortRange
 
 ALL_PORTS = PortRange(0, 65535)
@@ -154,20 +155,31 @@ def _ipt_accept(family: str, table: str, chain: str, args: list[str], line: str)
 
 def parse_iptables_save(text: str, family: str = "ipv4") -> tuple[tuple[FwRecord, ...], tuple[str, ...]]:
     """Records of one `iptables-save` (family "ipv4") or `ip6tables-save` ("ipv6") output."""
+    parsed = read_iptables_save(text, family)
+    return parsed.records, parsed.all_problems
+
+
+def read_iptables_save(text: str, family: str = "ipv4") -> Parsed[FwRecord]:
+    """Records and problems; `unreadable` when a table is cut short (iptables-save ends each with COMMIT)."""
     name = "ip6tables-save" if family == "ipv6" else "iptables-save"
     records: list[FwRecord] = []
     problems: list[str] = []
     table = ""
+    uncommitted: list[tuple[int, str]] = []  # (line, table) opened and not yet committed
     chains: dict[str, str] = {}  # filter chain -> policy
     input_jumps: set[str] = set()
     fw_targets: set[str] = set()
     for lineno, raw in enumerate(text.splitlines(), 1):
         line = raw.strip()
-        if not line or line.startswith("#") or line == "COMMIT":
+        if line == "COMMIT":
+            uncommitted.clear()
+            continue
+        if not line or line.startswith("#"):
             continue
         try:
             if line.startswith("*"):
                 table = line[1:].strip()
+                uncommitted.append((lineno, table))
             elif line.startswith(":"):
                 chain, _, rest = line[1:].partition(" ")
                 if table == "filter":
@@ -198,4 +210,8 @@ def parse_iptables_save(text: str, family: str = "ipv4") -> tuple[tuple[FwRecord
         if hooked and not refuses:
             detail = "chain nixos-fw no longer refuses what it does not accept"
         records.insert(0, FwBase(family, hooked, refuses, detail))
-    return tuple(records), tuple(problems)
+    cut = next(iter(uncommitted), None)
+    unreadable = f"{name}:{cut[0]}: table {cut[1][:40]!r} has no COMMIT: the output is cut short" if cut else None
+    if not table and problems:  # nothing but lines it cannot read: some other file
+        unreadable = f"{name}: no table in it: not {name} output"
+    return Parsed(tuple(records), tuple(problems), unreadable)

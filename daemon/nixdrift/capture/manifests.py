@@ -22,6 +22,8 @@ import re
 from dataclasses import dataclass
 from typing import Any
 
+from nixdrift.capture.parsed import Parsed
+
 STORE_DIR = "/nix/store/"
 _STORE_PATH = re.compile(r"/nix/store/([0-9a-z]{32})-([^/]+)")
 
@@ -261,14 +263,20 @@ def _nix_env_element(entry: Any) -> ProfileElement | str:
 
 def parse_manifest_nix(text: str, source: str = "manifest.nix") -> tuple[tuple[ProfileElement, ...], tuple[str, ...]]:
     """The packages of a nix-env profile's manifest.nix, and the entries that could not be read."""
+    parsed = read_manifest_nix(text, source)
+    return parsed.records, parsed.all_problems
+
+
+def read_manifest_nix(text: str, source: str = "manifest.nix") -> Parsed[ProfileElement]:
+    """As parse_manifest_nix; `unreadable` when it is not a (complete) list."""
     reader = _NixReader(text)
     elements: list[ProfileElement] = []
     problems: list[str] = []
     first = reader.peek()
     if first is None:
-        return (), (f"{source}:1: empty manifest",)
+        return Parsed((), (), f"{source}:1: empty manifest")
     if first[1] != "[":
-        return (), (f"{source}:{reader.line_of(first)}: expected a list, found {first[1][:40]!r}",)
+        return Parsed((), (), f"{source}:{reader.line_of(first)}: expected a list, found {first[1][:40]!r}")
     reader.take()
     while (tok := reader.peek()) is not None and tok[1] != "]":
         start = reader.pos
@@ -284,9 +292,8 @@ def parse_manifest_nix(text: str, source: str = "manifest.nix") -> tuple[tuple[P
             problems.append(f"{source}:{reader.line_of(tok)}: {result}")
         else:
             elements.append(result)
-    if reader.peek() is None:
-        problems.append(f"{source}:{reader.line_of(None)}: unterminated list")
-    return tuple(elements), tuple(problems)
+    unreadable = f"{source}:{reader.line_of(None)}: unterminated list (cut short?)" if reader.peek() is None else None
+    return Parsed(tuple(elements), tuple(problems), unreadable)
 
 
 # --- manifest.json ------------------------------------------------------------------------------
@@ -331,19 +338,25 @@ def _json_element(key: str | None, e: Any, url_key: str) -> ProfileElement | str
 
 def parse_manifest_json(text: str, source: str = "manifest.json") -> tuple[tuple[ProfileElement, ...], tuple[str, ...]]:
     """The packages of a `nix profile` profile's manifest.json (versions 1 to 3)."""
+    parsed = read_manifest_json(text, source)
+    return parsed.records, parsed.all_problems
+
+
+def read_manifest_json(text: str, source: str = "manifest.json") -> Parsed[ProfileElement]:
+    """As parse_manifest_json; `unreadable` when it is not a manifest object (cut short, not JSON)."""
     try:
         data = json.loads(text)
     except ValueError as exc:
         line = getattr(exc, "lineno", 1)
-        return (), (f"{source}:{line}: not JSON: {getattr(exc, 'msg', exc)}",)
+        return Parsed((), (), f"{source}:{line}: not JSON (cut short?): {getattr(exc, 'msg', exc)}")
     except RecursionError:
-        return (), (f"{source}:1: nested too deeply",)
+        return Parsed((), (), f"{source}:1: nested too deeply")
     if not isinstance(data, dict):
-        return (), (f"{source}:1: not a JSON object",)
-    problems: list[str] = []
+        return Parsed((), (), f"{source}:1: not a JSON object")
+    notes: tuple[str, ...] = ()
     version = data.get("version")
     if version not in (1, 2, 3):
-        problems.append(f"{source}:1: unknown manifest version {version!r}; read as version 3")
+        notes = (f"{source}:1: unknown manifest version {version!r}; read as version 3",)
     url_key = "uri" if version == 1 else "url"
     raw = data.get("elements")
     items: list[tuple[str | None, Any]]
@@ -352,8 +365,9 @@ def parse_manifest_json(text: str, source: str = "manifest.json") -> tuple[tuple
     elif isinstance(raw, list):
         items = [(None, v) for v in raw]
     else:
-        return (), (*problems, f"{source}:1: no elements")
+        return Parsed((), (), f"{source}:1: no elements", notes)
     elements: list[ProfileElement] = []
+    problems: list[str] = []
     for index, (key, entry) in enumerate(items):
         result = _json_element(key, entry, url_key)
         if isinstance(result, str):
@@ -361,4 +375,4 @@ def parse_manifest_json(text: str, source: str = "manifest.json") -> tuple[tuple
             problems.append(f"{source}:1: element {label}: {result}")
         else:
             elements.append(result)
-    return tuple(elements), tuple(problems)
+    return Parsed(tuple(elements), tuple(problems), None, notes)

@@ -12,6 +12,7 @@ import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 
+from nixdrift.capture.parsed import reason
 from nixdrift.declared.model import DeclaredState
 from nixdrift.models import Category, Section
 from nixdrift.rootfs import Root
@@ -128,21 +129,29 @@ def _resolve_devices(root: Root, paths: Iterable[str]) -> dict[str, str]:
     return devices
 
 
-def _read(root: Root, path: str) -> str | None:
-    try:  # the literal path: /proc/self is a link to the reading process, not to be resolved
-        return root.path(path).read_bytes().decode("utf-8", errors="surrogateescape")
-    except OSError:
-        return None
+def _read(root: Root, path: str) -> str | OSError:
+    """The file's text, or why it could not be read (absent, refused, too large)."""
+    try:  # /proc/self resolves to the reading process on the live root, below the root otherwise
+        return root.read_text(path)
+    except OSError as exc:
+        return exc
 
 
 def capture(root: Root, declared: DeclaredState) -> Section[MountsLive]:
     text = _read(root, HOST_MOUNTINFO) if root.is_live else None
-    if text is None:
+    if not isinstance(text, str):
         text = _read(root, MOUNTINFO)
-    if text is None:
+    if isinstance(text, FileNotFoundError):
         return Section.missing(Category.MOUNTS, f"{MOUNTINFO} is not readable below {root.prefix}")
+    if isinstance(text, OSError):
+        return Section.missing(Category.MOUNTS, f"{MOUNTINFO} cannot be read: {reason(text)}")
+    if text and not text.endswith("\n"):  # the kernel ends every line: a copy cut short lost mounts
+        return Section.missing(Category.MOUNTS, f"{MOUNTINFO} is cut short (its last line has no end)")
     mounts, problems = parse_mountinfo(text)
-    swaps_text = _read(root, SWAPS)
+    read = _read(root, SWAPS)
+    swaps_text = read if isinstance(read, str) else None
+    if isinstance(read, OSError) and not isinstance(read, FileNotFoundError):
+        problems += (f"{SWAPS}: cannot be read: {reason(read)}",)
     swaps, swap_problems = parse_swaps(swaps_text) if swaps_text is not None else ((), ())
     wanted = [declared_device(fs.device, fs.label) for fs in declared.file_systems.values()]
     wanted += [declared_device(s.device, s.label) for s in declared.swap_devices]

@@ -9,6 +9,7 @@ from __future__ import annotations
 import socket
 from dataclasses import dataclass
 
+from nixdrift.capture.parsed import reason
 from nixdrift.declared.model import DeclaredState
 from nixdrift.models import Category, Section
 from nixdrift.rootfs import Root
@@ -73,11 +74,18 @@ def search_domains(text: str) -> tuple[str, ...]:
     return found
 
 
+class _Refused(Exception):
+    """A source that exists but may not be read (a FIFO, too large, outside the root): no verdict."""
+
+
 def _read(root: Root, path: str) -> str | None:
+    """The file's text; None when it is absent."""
     try:
         return root.read_text(path)
-    except (OSError, UnicodeError):
+    except FileNotFoundError:
         return None
+    except OSError as exc:
+        raise _Refused(f"{path} cannot be read: {reason(exc)}") from exc
 
 
 def _first_word(text: str | None) -> str | None:
@@ -91,9 +99,12 @@ def _first_word(text: str | None) -> str | None:
 
 
 def capture(root: Root, declared: DeclaredState) -> Section[NetworkLive]:
-    hostname_text = _read(root, HOSTNAME)
-    kernel = socket.gethostname() if root.is_live else _first_word(_read(root, KERNEL_HOSTNAME))
-    resolv = _read(root, RESOLV_CONF)
+    try:
+        hostname_text = _read(root, HOSTNAME)
+        kernel = socket.gethostname() if root.is_live else _first_word(_read(root, KERNEL_HOSTNAME))
+        resolv = _read(root, RESOLV_CONF)
+    except _Refused as exc:
+        return Section.missing(Category.NETWORK, str(exc))
     if hostname_text is None and kernel is None and resolv is None:
         return Section.missing(Category.NETWORK, f"none of {HOSTNAME}, {KERNEL_HOSTNAME}, {RESOLV_CONF} is readable")
     servers, problems = parse_resolv_conf(resolv) if resolv is not None else ((), ())

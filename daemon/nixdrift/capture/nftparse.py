@@ -24,6 +24,7 @@ from nixdrift.capture.fwparse import (
     norm_iface,
     ports_text,
 )
+from nixdrift.capture.parsed import Parsed
 from nixdrift.declared.model import PortRange
 
 
@@ -276,13 +277,19 @@ def _nft_accepts(
 
 def parse_nft_json(text: str) -> tuple[tuple[FwRecord, ...], tuple[str, ...]]:
     """Records of `nft -j list ruleset` output."""
+    parsed = read_nft_json(text)
+    return parsed.records, parsed.all_problems
+
+
+def read_nft_json(text: str) -> Parsed[FwRecord]:
+    """Records and problems; `unreadable` when the output is not a ruleset at all (cut short, not JSON)."""
     try:
         doc = json.loads(text)
     except (ValueError, TypeError, RecursionError) as exc:
-        return (), (f"nft.json:1: not JSON: {str(exc)[:120]}",)
+        return Parsed((), (), f"nft.json:1: not JSON (cut short?): {str(exc)[:120]}")
     items = doc.get("nftables") if isinstance(doc, dict) else None
     if not isinstance(items, list):
-        return (), ('nft.json:1: no "nftables" list',)
+        return Parsed((), (), 'nft.json:1: no "nftables" list')
     problems: list[str] = []
     tables: set[tuple[str, str]] = set()
     chains: dict[tuple[str, str, str], dict[str, Any]] = {}
@@ -325,7 +332,7 @@ def parse_nft_json(text: str) -> tuple[tuple[FwRecord, ...], tuple[str, ...]]:
                 problems.append(f"nft.json:{index}: {str(exc)[:160]}")
         records.append(_nft_base(scope, chains, targets))
         records.extend(accepts)
-    return tuple(records), tuple(problems)
+    return Parsed(tuple(records), tuple(problems))
 
 
 def _jump_targets(expr: Any) -> set[str]:

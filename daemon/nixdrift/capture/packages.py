@@ -21,11 +21,12 @@ from nixdrift.capture.accounts import parse_passwd
 from nixdrift.capture.manifests import (
     ProfileElement,
     ProfileTool,
-    parse_manifest_json,
-    parse_manifest_nix,
+    read_manifest_json,
+    read_manifest_nix,
     store_name,
     store_path_of,
 )
+from nixdrift.capture.parsed import reason
 from nixdrift.declared.model import DeclaredPackage, DeclaredState
 from nixdrift.models import Category, Section
 from nixdrift.rootfs import Root
@@ -240,8 +241,10 @@ def _candidates(root: Root) -> list[tuple[str, str | None]]:
     found += [(p, None) for p in _profile_links(root, PROFILES)]
     try:
         homes = parse_passwd_homes(root.read_text("/etc/passwd"))
-    except OSError:
+    except FileNotFoundError:
         homes = ()
+    except OSError as exc:  # users' profiles live in their homes: without passwd they would go unseen
+        raise _Unreadable(f"/etc/passwd cannot be read, so users' profiles cannot be found: {reason(exc)}") from exc
     if not any(user == "root" for user, _ in homes):
         homes = (("root", "/root"), *homes)
     for user, home in homes:
@@ -253,23 +256,35 @@ def _candidates(root: Root) -> list[tuple[str, str | None]]:
     return found
 
 
+class _Unreadable(Exception):
+    """A source of installed packages that cannot be read: the category is unavailable, not "ok"."""
+
+
 def _read_profile(root: Root, path: str, owner: str | None) -> tuple[Profile | None, tuple[str, ...]]:
+    """The profile and its notes; _Unreadable when its manifest cannot be read in full.
+
+    A manifest read in part is no better: the entry left out may be the one package installed by hand.
+    """
     generation = store_path_of(root.resolve(path))
     if generation is None:
         return None, ()
-    for name, tool, parse in (
-        ("manifest.json", ProfileTool.NIX_PROFILE, parse_manifest_json),
-        ("manifest.nix", ProfileTool.NIX_ENV, parse_manifest_nix),
+    for name, tool, read in (
+        ("manifest.json", ProfileTool.NIX_PROFILE, read_manifest_json),
+        ("manifest.nix", ProfileTool.NIX_ENV, read_manifest_nix),
     ):
         manifest = f"{generation}/{name}"
-        if not root.open_path(manifest).is_file():
+        if not os.path.lexists(root.open_path(manifest)):
             continue
         try:
             text = root.read_text(manifest)
         except OSError as exc:
-            return None, (f"{path}/{name}: unreadable: {exc.strerror}",)
-        elements, problems = parse(text, f"{path}/{name}")
-        return Profile(path, owner, generation, tool, elements), problems
+            raise _Unreadable(f"{path}/{name} cannot be read: {reason(exc)}") from exc
+        parsed = read(text, f"{path}/{name}")
+        if parsed.unreadable is not None or parsed.problems:
+            why = parsed.unreadable or parsed.problems[0]
+            more = f" (and {len(parsed.problems) - 1} more)" if len(parsed.problems) > 1 else ""
+            raise _Unreadable(f"a profile's manifest cannot be read in full: {why}{more}")
+        return Profile(path, owner, generation, tool, parsed.records), parsed.notes
     return None, ()  # no manifest: not a package profile (home-manager, a system profile)
 
 
@@ -284,14 +299,17 @@ def capture(root: Root, declared: DeclaredState) -> Section[LivePackages]:
         problems.append(f"{CURRENT_SW} has more than {WALK_BUDGET} entries: missing packages were not checked")
     profiles: list[Profile] = []
     done: set[str] = set()
-    for path, hint in _candidates(root):
-        canonical = _canonical(root, path)
-        if canonical in done:
-            continue
-        done.add(canonical)
-        profile, bad = _read_profile(root, canonical, _owner_of(canonical, hint))
-        problems += bad
-        if profile is not None:
-            profiles.append(profile)
+    try:
+        for path, hint in _candidates(root):
+            canonical = _canonical(root, path)
+            if canonical in done:
+                continue
+            done.add(canonical)
+            profile, notes = _read_profile(root, canonical, _owner_of(canonical, hint))
+            problems += notes
+            if profile is not None:
+                profiles.append(profile)
+    except _Unreadable as exc:
+        return Section(Category.PACKAGES, None, unavailable=str(exc), problems=tuple(problems))
     data = LivePackages(current, system_paths, complete, tuple(profiles))
     return Section(Category.PACKAGES, data, problems=tuple(problems))

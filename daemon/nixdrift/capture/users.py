@@ -13,6 +13,7 @@ from typing import TypeVar
 
 from nixdrift.capture import accounts
 from nixdrift.capture.accounts import GroupEntry, PasswdEntry, PasswordState
+from nixdrift.capture.parsed import reason
 from nixdrift.declared.model import DeclaredState
 from nixdrift.models import Category, Section
 from nixdrift.rootfs import Root
@@ -39,6 +40,14 @@ class UsersLive:
     gid_map: Mapping[str, int] = field(default_factory=dict)
     declarative_users: frozenset[str] = frozenset()
     declarative_groups: frozenset[str] = frozenset()
+    # gid -> group names in /etc/group order, built once: comparing must stay linear in the file's size
+    by_gid: Mapping[int, tuple[str, ...]] = field(init=False, compare=False, repr=False)
+
+    def __post_init__(self) -> None:
+        index: dict[int, list[str]] = {}
+        for group in self.groups.values():
+            index.setdefault(group.gid, []).append(group.name)
+        object.__setattr__(self, "by_gid", {gid: tuple(names) for gid, names in index.items()})
 
 
 def _read(root: Root, path: str, problems: list[str]) -> str | None:
@@ -47,8 +56,8 @@ def _read(root: Root, path: str, problems: list[str]) -> str | None:
         return root.read_text(path)
     except FileNotFoundError:
         return None
-    except OSError as exc:
-        problems.append(f"{path}: cannot read: {exc.strerror or type(exc).__name__}")
+    except OSError as exc:  # refused too: a FIFO, a device, larger than the read limit, outside the root
+        problems.append(f"{path}: cannot read: {reason(exc)}")
         return None
 
 
@@ -72,7 +81,9 @@ def capture(root: Root, declared: DeclaredState) -> Section[UsersLive]:
     group = _parsed(root, accounts.GROUP, accounts.parse_group, problems)
     if passwd is None or group is None:
         missing = accounts.PASSWD if passwd is None else accounts.GROUP
-        return Section(Category.USERS, None, unavailable=f"{missing} cannot be read", problems=tuple(problems))
+        prefix = f"{missing}: cannot read: "
+        why = next((": " + p[len(prefix) :] for p in problems if p.startswith(prefix)), "")
+        return Section(Category.USERS, None, unavailable=f"{missing} cannot be read{why}", problems=tuple(problems))
     shadow = _parsed(root, accounts.SHADOW, accounts.parse_shadow, problems)
     if shadow is None:
         problems.append(f"{accounts.SHADOW}: not available, passwords are not compared")

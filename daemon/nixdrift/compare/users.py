@@ -64,7 +64,9 @@ def _nix_attr(name: str) -> str:
 
 
 def _group_name_of(data: UsersLive, gid: int) -> str | None:
-    return next((g.name for g in data.groups.values() if g.gid == gid), None)
+    """The first group with this gid, as getgrgid(3) finds it."""
+    names = data.by_gid.get(gid)
+    return names[0] if names else None
 
 
 def _expected_gid(declared: DeclaredState, data: UsersLive, group: str) -> int | None:
@@ -272,7 +274,7 @@ def _primary(declared: DeclaredState, data: UsersLive, user: str) -> frozenset[s
         names.add(decl.group)
     entry = data.users.get(user)
     if entry is not None:
-        names.update(g.name for g in data.groups.values() if g.gid == entry.gid)
+        names.update(data.by_gid.get(entry.gid, ()))
     return frozenset(names)
 
 
