@@ -5,9 +5,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from nixdrift import pipeline
 from nixdrift.commands.common import add_scan_options, load_options, progress
-from nixdrift.report import render
 
 FORMATS = ("text", "json", "markdown", "policyreport")
 
@@ -25,6 +23,9 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from nixdrift import pipeline
+    from nixdrift.report import render
+
     _cfg, opts = load_options(args)
     report = pipeline.scan(opts, progress)
     color = args.color == "always" or (args.color == "auto" and sys.stdout.isatty())

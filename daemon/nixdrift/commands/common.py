@@ -4,19 +4,25 @@ from __future__ import annotations
 
 import argparse
 import os
-import socket
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from nixdrift import config as config_mod
-from nixdrift.declared import default_cache_dir
 from nixdrift.errors import NixdriftError
-from nixdrift.models import Severity
-from nixdrift.pipeline import ScanOptions
-from nixdrift.rootfs import Root
+
+if TYPE_CHECKING:  # imported where used: building the parser (--help) loads none of them
+    from nixdrift import config as config_mod
+    from nixdrift.models import Severity
+    from nixdrift.pipeline import ScanOptions
+    from nixdrift.rootfs import Root
+
+# config.DEFAULT_PATH, repeated so that --help need not import the YAML loader (a test keeps them equal)
+DEFAULT_CONFIG = "/etc/nixdrift/config.yaml"
 
 
 def severity_arg(text: str) -> Severity:
+    from nixdrift.models import Severity
+
     try:
         return Severity.parse(text)
     except ValueError as exc:
@@ -27,7 +33,7 @@ def add_config(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--config",
         metavar="FILE",
-        help=f"YAML configuration (default: {config_mod.DEFAULT_PATH} when present)",
+        help=f"YAML configuration (default: {DEFAULT_CONFIG} when present)",
     )
 
 
@@ -59,6 +65,8 @@ def add_scan_options(parser: argparse.ArgumentParser, *, formats: tuple[str, ...
 
 def host_name(root: Root) -> str:
     """The host's name: /etc/hostname below the root, else (live only) the kernel's."""
+    import socket
+
     try:
         name = root.read_text("/etc/hostname").strip()
     except OSError:
@@ -71,6 +79,11 @@ def host_name(root: Root) -> str:
 
 
 def load_options(args: argparse.Namespace) -> tuple[config_mod.Config, ScanOptions]:
+    from nixdrift import config as config_mod
+    from nixdrift.declared import default_cache_dir
+    from nixdrift.pipeline import ScanOptions
+    from nixdrift.rootfs import Root
+
     cfg = config_mod.load(getattr(args, "config", None))
     root = Root.of(getattr(args, "root", None))
     if root.prefix != Path("/") and not root.prefix.is_dir():

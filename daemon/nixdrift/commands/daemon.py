@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import argparse
-from dataclasses import replace
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from nixdrift import config as config_mod
 from nixdrift.commands.common import add_scan_options, load_options
-from nixdrift.pipeline import ScanOptions
+
+if TYPE_CHECKING:
+    from nixdrift import config as config_mod
+    from nixdrift.pipeline import ScanOptions
 
 DEFAULT_STATE_DIR = Path("/var/lib/nixdrift")
 
@@ -37,6 +39,8 @@ def state_dir(args: argparse.Namespace, cfg: config_mod.Config) -> Path:
 
 def daemon_options(args: argparse.Namespace) -> tuple[config_mod.Config, ScanOptions]:
     """Like check's options, but the evaluation cache lives in the state directory by default."""
+    from dataclasses import replace
+
     cfg, opts = load_options(args)
     if not getattr(args, "no_cache", False) and not getattr(args, "cache_dir", None):
         opts = replace(opts, cache_dir=state_dir(args, cfg) / "eval-cache")

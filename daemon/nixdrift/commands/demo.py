@@ -4,18 +4,10 @@ from __future__ import annotations
 
 import argparse
 import sys
-import tempfile
-from contextlib import ExitStack
 from pathlib import Path
 
-from nixdrift import pipeline
 from nixdrift.commands.common import severity_arg
-from nixdrift.config import Config
 from nixdrift.errors import NixdriftError
-from nixdrift.pipeline import ScanOptions
-from nixdrift.process import which
-from nixdrift.report import render, write_all
-from nixdrift.rootfs import Root
 
 FORMATS = ("text", "json", "markdown")
 
@@ -42,7 +34,16 @@ def progress(message: str) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    import tempfile
+    from contextlib import ExitStack
+
+    from nixdrift import pipeline
+    from nixdrift.config import Config
     from nixdrift.demo.scenario import DRIFTS, build_demo
+    from nixdrift.pipeline import ScanOptions
+    from nixdrift.process import which
+    from nixdrift.report import render, write_all
+    from nixdrift.rootfs import Root
 
     if which("nix") is None:
         raise NixdriftError("the demo builds a real NixOS closure: nix is not installed or not on PATH")

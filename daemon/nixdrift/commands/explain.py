@@ -6,12 +6,13 @@ import argparse
 import json
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from nixdrift import config as config_mod
-from nixdrift import explain, pipeline
 from nixdrift.commands.common import add_scan_options, load_options, progress
 from nixdrift.errors import NixdriftError
-from nixdrift.models import Report
+
+if TYPE_CHECKING:
+    from nixdrift.models import Report
 
 
 def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -34,6 +35,8 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
 
 
 def _load_report(path: str) -> Report:
+    from nixdrift.models import Report
+
     try:
         text = sys.stdin.read() if path == "-" else Path(path).read_text(encoding="utf-8")
         data = json.loads(text)
@@ -45,6 +48,9 @@ def _load_report(path: str) -> Report:
 
 
 def run(args: argparse.Namespace) -> int:
+    from nixdrift import config as config_mod
+    from nixdrift import explain, pipeline
+
     if args.report:
         cfg = config_mod.load(args.config)
         report = _load_report(args.report)

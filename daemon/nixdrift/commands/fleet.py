@@ -6,11 +6,11 @@ import argparse
 import sys
 from datetime import UTC, datetime
 
-from nixdrift import config as config_mod
-from nixdrift import fleet
 from nixdrift.commands.common import add_config
 from nixdrift.errors import NixdriftError
-from nixdrift.sinks.kube import api_client, describe
+
+# fleet.FORMATS, repeated so that --help need not import the Kubernetes client (a test keeps them equal)
+FORMATS = ("table", "json", "markdown")
 
 
 def _positive(text: str) -> int:
@@ -45,7 +45,7 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
         metavar="SECONDS",
         help="expected seconds between reports (default: each host's own, as it published it)",
     )
-    p.add_argument("--format", choices=fleet.FORMATS, default="table", help="output format")
+    p.add_argument("--format", choices=FORMATS, default="table", help="output format")
     p.add_argument("--min-hosts", type=_positive, default=2, help="shared drift: on at least this many hosts")
     p.add_argument("--timeout", type=float, default=30.0, help="seconds to wait for each API request")
     add_config(p)
@@ -53,6 +53,10 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from nixdrift import config as config_mod
+    from nixdrift import fleet
+    from nixdrift.sinks.kube import api_client, describe
+
     cfg = config_mod.load(args.config)
     kubeconfig = args.kubeconfig or cfg.kubernetes.kubeconfig
     api = api_client(kubeconfig, in_cluster_fallback=True)

@@ -7,13 +7,14 @@ import json
 import sys
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from nixdrift import config as config_mod
 from nixdrift.commands.common import add_config, severity_arg
 from nixdrift.commands.daemon import DEFAULT_STATE_DIR
 from nixdrift.errors import NixdriftError
-from nixdrift.models import Category
-from nixdrift.service.history import DB_NAME, Store
+
+if TYPE_CHECKING:
+    from nixdrift.service.history import Store
 
 
 def add_state_dir(p: argparse.ArgumentParser) -> None:
@@ -24,6 +25,9 @@ def add_state_dir(p: argparse.ArgumentParser) -> None:
 
 
 def open_store(args: argparse.Namespace) -> Store:
+    from nixdrift import config as config_mod
+    from nixdrift.service.history import DB_NAME, Store
+
     cfg = config_mod.load(getattr(args, "config", None))
     state = Path(args.state_dir or cfg.state_dir or DEFAULT_STATE_DIR)
     if not (state / DB_NAME).exists():
@@ -43,6 +47,15 @@ def since_arg(text: str) -> str:
         raise argparse.ArgumentTypeError(f"not a time or an age (30m, 12h, 7d): {text!r}") from None
 
 
+def category_arg(text: str) -> str:
+    from nixdrift.models import Category
+
+    try:
+        return Category.parse(text).value
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
 def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p = sub.add_parser(
         "history",
@@ -50,7 +63,7 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
         description="List the events in the daemon's history database, oldest first.",
     )
     add_state_dir(p)
-    p.add_argument("--category", type=lambda t: Category.parse(t).value, help="only this category")
+    p.add_argument("--category", type=category_arg, help="only this category")
     p.add_argument("--id", dest="id_glob", metavar="GLOB", help="only finding ids matching this glob")
     p.add_argument("--severity", type=severity_arg, help="only this severity")
     p.add_argument("--since", type=since_arg, metavar="TIME", help="only since TIME (ISO) or an age (30m, 12h, 7d)")

@@ -8,8 +8,6 @@ import sys
 from nixdrift.commands.common import add_scan_options, load_options
 from nixdrift.commands.history import open_store
 from nixdrift.errors import NixdriftError
-from nixdrift.pipeline import load_declared
-from nixdrift.service import remediate
 
 
 def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -26,6 +24,9 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from nixdrift.pipeline import load_declared
+    from nixdrift.service import remediate
+
     store = open_store(args)
     try:
         findings = sorted(store.active().values(), key=lambda f: f.id)

@@ -7,17 +7,22 @@ With a running daemon (its state directory holds a fresh report: every category 
 from __future__ import annotations
 
 import argparse
-import dataclasses
-import logging
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from nixdrift import pipeline
 from nixdrift.commands.common import add_scan_options, load_options, progress
-from nixdrift.models import Report
-from nixdrift.report import write_all
 
-log = logging.getLogger(__name__)
+if TYPE_CHECKING:
+    import logging
+
+    from nixdrift.models import Report
+
+
+def _log() -> logging.Logger:
+    import logging  # not at module level: building the parser for --help stays light
+
+    return logging.getLogger(__name__)
 
 
 def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -41,6 +46,9 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from nixdrift import pipeline
+    from nixdrift.report import write_all
+
     cfg, opts = load_options(args)
     state = args.state_dir or cfg.state_dir
     report = from_daemon(Path(state), args.max_age) if state and args.max_age > 0 else None
@@ -59,7 +67,7 @@ def from_daemon(state_dir: Path, max_age: float) -> Report | None:
 
     found = stored_report(state_dir, max_age)
     if found is None:
-        log.info("no fresh daemon report in %s: scanning", state_dir)
+        _log().info("no fresh daemon report in %s: scanning", state_dir)
     else:
         print(f"nixdrift: using the daemon's report from {found.generated_at} ({state_dir})", file=sys.stderr)
     return found
@@ -76,7 +84,7 @@ def with_accepted(report: Report, state_dir: Path) -> Report:
     try:
         store = Store.open(state_dir, repair=False)
     except NixdriftError as exc:
-        log.warning("accepted baselines not applied: %s", exc)
+        _log().warning("accepted baselines not applied: %s", exc)
         return report
     try:
         accepted = store.accepted()
@@ -85,4 +93,6 @@ def with_accepted(report: Report, state_dir: Path) -> Report:
     findings = tuple(
         f.with_(accepted=True) if f.id in accepted and accepted[f.id][0] == f.actual else f for f in report.findings
     )
-    return dataclasses.replace(report, findings=findings)
+    from dataclasses import replace
+
+    return replace(report, findings=findings)

@@ -8,8 +8,6 @@ from pathlib import Path
 
 from nixdrift.commands.common import host_name
 from nixdrift.errors import NixdriftError
-from nixdrift.rootfs import Root
-from nixdrift.snapshot import take
 
 
 def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -26,6 +24,9 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from nixdrift.rootfs import Root
+    from nixdrift.snapshot import take
+
     out = Path(args.out)
     if out.exists() and any(out.iterdir()):
         raise NixdriftError(f"{out} is not empty; snapshot into a new directory")

@@ -22,9 +22,17 @@ from typing import Any
 
 from nixdrift.errors import NixdriftError
 from nixdrift.models import Finding, Report
-from nixdrift.pipeline import now_iso
 
 log = logging.getLogger(__name__)
+
+
+def now_iso() -> str:
+    """pipeline.now_iso's format; not imported from there, so that `history` and `accept` do not
+    load the pipeline and every collector just to read the database."""
+    from datetime import UTC, datetime
+
+    return datetime.now(UTC).replace(microsecond=0).isoformat().replace("+00:00", "Z")
+
 
 DB_NAME = "history.db"
 DAY = 86400.0

@@ -1,0 +1,107 @@
+"""Small things a user hits: a fast `--help`, commands that load only what they use, colour that
+obeys NO_COLOR and TERM=dumb, `just` with no argument, and a quiet-but-informative bootstrap."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from nixdrift import cli
+
+TOP = Path(__file__).resolve().parents[2]
+
+# Modules a parser must never need: third-party clients and nixdrift's scanning stages.
+HEAVY = (
+    "git",
+    "psutil",
+    "jeepney",
+    "kubernetes",
+    "yaml",
+    "watchdog",
+    "sqlite3",
+    "nixdrift.pipeline",
+    "nixdrift.capture",
+    "nixdrift.compare",
+    "nixdrift.declared",
+    "nixdrift.config",
+    "nixdrift.service",
+    "nixdrift.sinks",
+)
+
+_PROBE = """
+import json, sys
+from nixdrift import cli
+argv = json.loads(sys.argv[1])
+code = None
+try:
+    code = cli.main(argv) if argv else cli.parser()
+    code = code if isinstance(code, int) else None
+except SystemExit as exc:
+    code = exc.code
+heavy = json.loads(sys.argv[2])
+loaded = sorted(h for h in heavy if any(m == h or m.startswith(h + ".") for m in sys.modules))
+print(json.dumps({"code": code, "loaded": loaded}), file=sys.stderr)
+"""
+
+
+def probe(*argv: str, env: dict[str, str] | None = None) -> tuple[object, list[str], str]:
+    """Run the CLI in a fresh interpreter; return its exit code, the heavy modules it imported
+    and its stdout."""
+    proc = subprocess.run(
+        [sys.executable, "-c", _PROBE, json.dumps(list(argv)), json.dumps(HEAVY)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env={**os.environ, **(env or {}), "NIXDRIFT_QUIET": "1"},
+        check=False,
+    )
+    last = proc.stderr.strip().splitlines()[-1]
+    result = json.loads(last)
+    return result["code"], result["loaded"], proc.stdout
+
+
+def test_building_the_parser_loads_no_collector_or_client() -> None:
+    code, loaded, _ = probe()
+    assert code is None
+    assert loaded == []
+
+
+def test_help_lists_every_command_without_loading_them() -> None:
+    code, loaded, out = probe("--help")
+    assert code == 0
+    assert loaded == []
+    for name in cli.COMMANDS:
+        assert name in out
+
+
+@pytest.mark.parametrize("command", sorted(cli.COMMANDS))
+def test_each_command_help_loads_nothing_heavy(command: str) -> None:
+    code, loaded, out = probe(command, "--help")
+    assert code == 0
+    assert loaded == []
+    assert f"usage: nixdrift {command}" in out
+
+
+def test_history_loads_its_database_code_but_no_collector(tmp_path: Path) -> None:
+    code, loaded, _ = probe("history", "--state-dir", str(tmp_path))
+    assert code == 2  # no history there
+    assert "nixdrift.pipeline" not in loaded
+    assert "nixdrift.capture" not in loaded
+    assert "kubernetes" not in loaded
+    assert "psutil" not in loaded
+
+
+def test_the_help_texts_name_the_real_defaults() -> None:
+    """Two constants are repeated in the light command modules so that --help imports neither the
+    YAML loader nor the Kubernetes client; they must stay what those modules use."""
+    from nixdrift import config, fleet
+    from nixdrift.commands import common
+    from nixdrift.commands import fleet as fleet_command
+
+    assert str(config.DEFAULT_PATH) == common.DEFAULT_CONFIG
+    assert fleet_command.FORMATS == fleet.FORMATS
