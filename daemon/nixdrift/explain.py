@@ -2,7 +2,8 @@
 
 Only ids, categories, kinds, severities, subjects, short expected/actual values and messages leave
 the host, each passed through `redact`, which removes anything that looks like a password hash, a
-key, a token, a digest or a store hash. Evidence, fixes and paths are never sent.
+key, a token (vendor prefixes, JWTs, `Bearer ...`, `password=`/`token=` settings), URL credentials,
+a digest or a store hash. Evidence, fixes and paths are never sent.
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ from typing import Any
 from nixdrift.config import ExplainConfig
 from nixdrift.errors import NixdriftError
 from nixdrift.models import Finding, Report, sort_findings
+from nixdrift.redact import strip_userinfo
 
 REDACTED = "<redacted>"
 MAX_PER_GROUP = 20
@@ -35,11 +37,29 @@ SYSTEM_PROMPT = (
     "or revert it on the host). Be brief and concrete; do not repeat the input."
 )
 
-# Order matters: whole structures first, then tokens.
+# Order matters: whole structures first, then tokens. Each entry names the shape it removes.
 _PATTERNS: tuple[tuple[re.Pattern[str], str], ...] = (
+    # PEM blocks: private keys, certificates (a block cut short by the length limit too)
     (re.compile(r"-----BEGIN [A-Z0-9 ]+-----.*?(-----END [A-Z0-9 ]+-----|$)", re.S), REDACTED),
+    # OpenSSH public keys (security-key types included) with their base64 body
+    (re.compile(r"\b(?:ssh-(?:rsa|ed25519|dss)|ecdsa-sha2-\S+|sk-ssh-\S+)\s+\S+"), REDACTED),
+    # JSON Web Tokens: header.payload.signature, base64url, the header starting {" -> eyJ
+    (re.compile(r"\beyJ[A-Za-z0-9_-]{4,}\.[A-Za-z0-9_-]{4,}\.[A-Za-z0-9_-]*"), REDACTED),
+    # HTTP bearer tokens: "Authorization: Bearer <token>"
+    (re.compile(r"(?i)\b(bearer)(\s+)[A-Za-z0-9._~+/=-]+"), r"\1\2" + REDACTED),
+    # vendor tokens with a known prefix: AWS access key ids, Slack, GitHub, GitLab, npm, OpenAI-style
+    (re.compile(r"\b(?:AKIA|ASIA|AGPA|AIDA|AROA|ANPA)[0-9A-Z]{16}\b"), REDACTED),
+    (re.compile(r"\bxox[abposr]-[A-Za-z0-9-]+"), REDACTED),
+    (re.compile(r"\b(?:gh[pousr]_[A-Za-z0-9]{10,}|github_pat_[A-Za-z0-9_]{10,})"), REDACTED),
+    (re.compile(r"\bglpat-[A-Za-z0-9_-]{8,}"), REDACTED),
+    (re.compile(r"\bnpm_[A-Za-z0-9]{16,}"), REDACTED),
+    (re.compile(r"\bsk-[A-Za-z0-9_-]+"), REDACTED),  # any length: "sk-proj-...", "sk-ant-...", short test keys
+    # key=value and key: value settings whose value is a secret
     (
-        re.compile(r"(?i)\b(password|passwd|secret|token|api[_-]?key|private[_-]?key|hash)(\s*[=:]\s*)\S+"),
+        re.compile(
+            r"(?i)\b(password|passwd|passphrase|pwd|pw|pass|secret|client[_-]?secret|token|access[_-]?tokens?"
+            r"|api[_-]?key|private[_-]?key|hash|psk)(\s*[=:]\s*)(?:\"[^\"]*\"|'[^']*'|\S+)"
+        ),
         r"\1\2" + REDACTED,
     ),
     (  # netrc style "password hunter2"; a plain lowercase word ("password changed") stays
@@ -49,7 +69,6 @@ _PATTERNS: tuple[tuple[re.Pattern[str], str], ...] = (
     (re.compile(r"\$(?:1|2[abxy]?|5|6|7|y|gy|sha1|md5)\$[^\s:;,'\"]*"), REDACTED),  # crypt(3) hashes
     (re.compile(r"(/nix/store/)[0-9a-z]{32}-"), r"\1…-"),  # keep the name, drop the hash
     (re.compile(r"(?i)\b(?:sha1|sha256|sha512|md5|blake2b?)[-:][A-Za-z0-9+/=_-]{8,}"), REDACTED),
-    (re.compile(r"\b(?:ssh-(?:rsa|ed25519|dss)|ecdsa-sha2-\S+|sk-\S+)\s+\S+"), REDACTED),
     (re.compile(r"\b[0-9a-fA-F]{16,}\b"), REDACTED),  # hex digests, git revisions, key ids
 )
 _TOKEN = re.compile(r"[A-Za-z0-9+/=_.-]{20,}")
@@ -67,6 +86,7 @@ def _looks_secret(token: str) -> bool:
 
 
 def redact(text: str, limit: int | None = None) -> str:
+    text = strip_userinfo(text)  # scheme://user:password@host -> scheme://host
     for pattern, replacement in _PATTERNS:
         text = pattern.sub(replacement, text)
     text = _TOKEN.sub(lambda m: REDACTED if _looks_secret(m.group(0)) else m.group(0), text)
