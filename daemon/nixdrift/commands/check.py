@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from nixdrift.commands.common import add_scan_options, load_options, progress
+from nixdrift.commands.common import add_scan_options, exit_status, load_options, progress
 
 FORMATS = ("text", "json", "markdown", "policyreport")
 
@@ -15,7 +15,8 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
         "check",
         help="compare the flake's declaration with the live host and print the drift",
         description="Evaluate the host's flake, capture the live system and print every difference. "
-        "Exit 0 when nothing is at or above the threshold, 1 on drift, 2 on error.",
+        "Exit 0 when nothing is at or above the threshold and every category was scanned, 1 on drift, "
+        "2 on error or when a category could not be scanned (and no drift was found).",
     )
     add_scan_options(p, formats=FORMATS)
     p.add_argument("--color", choices=("auto", "always", "never"), default="auto", help="colour the text output")
@@ -35,4 +36,4 @@ def run(args: argparse.Namespace) -> int:
         sys.stdout.write(policy_report_yaml(report))
     else:
         sys.stdout.write(render(report, args.format, color=color))
-    return pipeline.exit_code(report)
+    return exit_status(report)

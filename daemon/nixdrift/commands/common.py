@@ -12,7 +12,7 @@ from nixdrift.errors import NixdriftError
 
 if TYPE_CHECKING:  # imported where used: building the parser (--help) loads none of them
     from nixdrift import config as config_mod
-    from nixdrift.models import Severity
+    from nixdrift.models import Report, Severity
     from nixdrift.pipeline import ScanOptions
     from nixdrift.rootfs import Root
 
@@ -59,8 +59,18 @@ def add_scan_options(parser: argparse.ArgumentParser, *, formats: tuple[str, ...
     )
     parser.add_argument("--no-cache", action="store_true", help="evaluate the flake even if cached")
     parser.add_argument("--cache-dir", metavar="DIR", help="evaluation cache (default: $XDG_CACHE_HOME/nixdrift)")
+    add_not_nixos_ok(parser)
     if formats:
         parser.add_argument("--format", choices=formats, default=formats[0], help="output format")
+
+
+def add_not_nixos_ok(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--not-nixos-ok",
+        action="store_true",
+        help="go on when the root is not a NixOS system (no /run/current-system, /etc/static, /etc/NIXOS, "
+        "system profile or os-release ID=nixos); by default that is an error (exit 2)",
+    )
 
 
 def host_name(root: Root) -> str:
@@ -88,6 +98,9 @@ def load_options(args: argparse.Namespace) -> tuple[config_mod.Config, ScanOptio
     root = Root.of(getattr(args, "root", None))
     if root.prefix != Path("/") and not root.prefix.is_dir():
         raise NixdriftError(f"--root {root.prefix} is not a directory")
+    from nixdrift.nixos_root import require_nixos
+
+    require_nixos(root, allowed=getattr(args, "not_nixos_ok", False))
     flake = args.flake or cfg.flake or "/etc/nixos"
     host = args.host or cfg.host_name or host_name(root)
     if getattr(args, "no_cache", False):
@@ -104,6 +117,20 @@ def load_options(args: argparse.Namespace) -> tuple[config_mod.Config, ScanOptio
         policy=cfg.policy(getattr(args, "threshold", None)),
     )
     return cfg, opts
+
+
+def exit_status(report: Report) -> int:
+    """The scan's exit code, with one line on stderr naming the categories that could not be
+    scanned: an output without findings is then not a clean bill (exit 2), and drift found beside
+    them may not be all of it."""
+    from nixdrift import pipeline
+
+    code = pipeline.exit_code(report)
+    if missing := pipeline.unavailable(report):
+        names = ", ".join(c.value for c in missing)
+        verdict = "no drift found in the rest: exit 2, not clean" if code == 2 else "the drift found may be partial"
+        print(f"nixdrift: not scanned: {names} (unavailable, see categories); {verdict}", file=sys.stderr)
+    return code
 
 
 def progress(message: str) -> None:
