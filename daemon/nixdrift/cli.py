@@ -26,7 +26,8 @@ def parser(only: str | None = None) -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="nixdrift",
         description="Find where a NixOS host has drifted from what its flake declares.",
-        epilog="Exit codes: 0 no drift at or above the threshold, 1 drift, 2 error.",
+        epilog="Exit codes: 0 no drift at or above the threshold and every category scanned, 1 drift, "
+        "2 error, or nothing found but a category could not be scanned (unavailable).",
     )
     p.add_argument("--version", action="version", version=f"nixdrift {__version__}")
     p.add_argument("-v", "--verbose", action="count", default=0, help="more logging on stderr (-vv: debug)")
