@@ -44,27 +44,27 @@ wrong_machine() {
     return 0
   fi
   if [ "$scanned_live" != 1 ]; then
-    printf 'the report was made from a scan of %q (--root), not of a running machine: ' "$scanned_root"
+    printf 'the report was made from a scan of %s (--root), not of a running machine: ' "$scanned_root_shown"
     printf 'its commands name that machine'"'"'s own paths and state, not paths below that directory; '
     printf 'make the report on the host itself'
     return 0
   fi
   { read -r here < /proc/sys/kernel/hostname; } 2>/dev/null || here=$(uname -n)
   if [ "$here" != "$made_for_host" ]; then
-    printf 'the report was made for host %q, this is host %q' "$made_for_host" "$here"
+    printf 'the report was made for host %s, this is host %q' "$made_for_host_shown" "$here"
     return 0
   fi
   if [ -n "$made_for_machine_id" ]; then
     { read -r id < /etc/machine-id; } 2>/dev/null || id=""
     if [ "$id" != "$made_for_machine_id" ]; then
-      printf 'the report was made for machine-id %q, this machine'"'"'s is %q' "$made_for_machine_id" "${id:-unknown}"
+      printf 'the report was made for machine-id %s, this machine'"'"'s is %q' "$made_for_machine_id_shown" "${id:-unknown}"
     fi
     return 0
   fi
   if [ -n "$made_for_system" ]; then
     system=$(readlink -f /run/current-system 2>/dev/null) || system=""
     if [ "$system" != "$made_for_system" ]; then
-      printf 'the report was made on a machine with no machine-id running %q, ' "$made_for_system"
+      printf 'the report was made on a machine with no machine-id running %s, ' "$made_for_system_shown"
       printf 'this machine runs %q' "${system:-no NixOS system}"
     fi
     return 0
@@ -178,14 +178,16 @@ def target_lines(scanned: ScanTarget | None) -> list[str]:
     def word(text: str | None) -> str:
         return quote(text) if text else "''"
 
-    return [
-        "recorded=1",
-        f"made_for_host={word(scanned.host)}",
-        f"made_for_machine_id={word(scanned.machine_id)}",
-        f"made_for_system={word(scanned.system)}",
-        f"scanned_root={word(scanned.root)}",
-        f"scanned_live={1 if scanned.live else 0}",
-    ]
+    values = {
+        "made_for_host": scanned.host,
+        "made_for_machine_id": scanned.machine_id,
+        "made_for_system": scanned.system,
+        "scanned_root": scanned.root,
+    }
+    lines = ["recorded=1", f"scanned_live={1 if scanned.live else 0}"]
+    for name, value in values.items():  # the exact value to compare, and one printable line to show
+        lines += [f"{name}={word(value)}", f"{name}_shown={word(comment(value or '-'))}"]
+    return lines
 
 
 def target_comment(scanned: ScanTarget | None) -> str:
