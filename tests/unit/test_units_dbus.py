@@ -101,7 +101,7 @@ class FakeSystemd:
             self.inbox.append(wire(new_method_return(call, "a(ssssssouso)", (self.rows,))))
             return
         path = call.header.fields[HeaderFields.path]
-        unit = next(r[0] for r in self.rows if r[6] == path)
+        unit = next((r[0] for r in self.rows if r[6] == path), "")  # "": the manager itself
         value = self.props.get(unit, {}).get(call.body[1])
         if value is None:
             self.inbox.append(wire(new_error(call, "org.freedesktop.DBus.Error.UnknownObject", "s", ("gone",))))
@@ -141,7 +141,9 @@ def test_query_units_pipelines_within_the_window_and_keeps_what_it_can() -> None
     assert units["vanished.service"] == RuntimeUnit("vanished.service", "loaded", "active", "running")
     # No property requests for a unit systemd could not find; at most WINDOW requests unanswered.
     assert not any(m.header.fields[HeaderFields.path].endswith("missing_2eservice") for m in fake.sent[1:])
-    assert len(fake.sent) == 1 + 101 * (len(units_dbus.PROPERTIES) - 1)  # ConditionResult: inactive units only
+    # ListUnits, the manager's boot finish time, and per running service: no ConditionResult (inactive
+    # units only), but who pulls it in, since when it runs, and its BusName
+    assert len(fake.sent) == 2 + 101 * (len(units_dbus.PROPERTIES) - 1 + len(units_dbus.ORIGIN) + 1)
     assert 1 < fake.max_in_flight <= units_dbus.WINDOW
 
 

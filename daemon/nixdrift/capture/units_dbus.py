@@ -4,6 +4,14 @@ The one function that touches the bus is `read_units()`; everything else builds 
 replies or parses JSON, so tests run without a bus (`query_units` takes any connection-like object).
 Requests are pipelined: ListUnits once, then a window of property Gets in flight, so a few hundred
 units cost a few hundred milliseconds at worst instead of one round trip each.
+
+For a running unit that someone could have started by hand (a service, socket, timer, path or
+target), systemd is also asked who pulls it in: the reverse dependencies (WantedBy, RequiredBy,
+BoundBy, UpheldBy, OnFailureOf, OnSuccessOf), the trigger units (TriggeredBy: a socket, timer or
+path), when it became active (ActiveEnterTimestampMonotonic, against the manager's
+FinishTimestampMonotonic: during boot or after), and for a service its BusName (a D-Bus activated
+service leaves no other trace of who started it). A units.json written before these were recorded
+has none of them, and then nothing is concluded from their absence.
 """
 
 from __future__ import annotations
@@ -20,8 +28,20 @@ BUS_NAME = "org.freedesktop.systemd1"
 MANAGER_PATH = "/org/freedesktop/systemd1"
 MANAGER_IFACE = "org.freedesktop.systemd1.Manager"
 UNIT_IFACE = "org.freedesktop.systemd1.Unit"
+SERVICE_IFACE = "org.freedesktop.systemd1.Service"
 # The Unit properties read per loaded unit (load/active/sub state come with ListUnits).
 PROPERTIES = ("UnitFileState", "FragmentPath", "DropInPaths", "ConditionResult")
+# Who pulls a running unit in. The first four exist in every systemd nixdrift meets; the others
+# (v249+) are used when the running systemd answers them.
+PULLED_BY_CORE = ("WantedBy", "RequiredBy", "BoundBy", "TriggeredBy")
+PULLED_BY = (*PULLED_BY_CORE, "UpheldBy", "OnFailureOf", "OnSuccessOf")
+ACTIVE_ENTER = "ActiveEnterTimestampMonotonic"
+BUS_NAME_PROPERTY = "BusName"  # on the Service interface
+BOOT_FINISHED = "FinishTimestampMonotonic"  # on the Manager: when the boot transaction completed
+# The unit types that can be started by hand in a way worth reporting (mounts, swaps, devices,
+# scopes and slices are the system's own doing).
+STARTABLE_SUFFIXES = (".service", ".socket", ".timer", ".path", ".target")
+ORIGIN = (*PULLED_BY, ACTIVE_ENTER)
 WINDOW = 64  # requests in flight at once: enough to hide latency, small enough for socket buffers
 TIMEOUT = 30.0  # a busy host (or a TCG guest) answers a few hundred units slowly
 # What talking to the bus may raise: socket errors and timeouts, authentication (a ValueError), a
@@ -39,10 +59,20 @@ class RuntimeUnit:
     fragment_path: str = ""
     drop_in_paths: tuple[str, ...] = ()
     condition_result: bool | None = None  # None: unknown (not captured)
+    # Who pulls it in, as (property, unit) pairs such as ("TriggeredBy", "nginx.socket"); None when
+    # not captured (an inactive unit, a units.json from before these were recorded).
+    pulled_by: tuple[tuple[str, str], ...] | None = None
+    active_enter_monotonic: int | None = None  # µs since boot; None: not captured
+    after_boot: bool | None = None  # became active after the boot transaction; None: cannot tell
+    bus_name: str | None = None  # a service's BusName ("" none); None: not captured
 
     @property
     def is_active(self) -> bool:
         return self.active_state in ("active", "activating", "reloading")
+
+    def pullers(self) -> tuple[str, ...]:
+        """The units that pull this one in (empty when not captured)."""
+        return tuple(sorted({u for _, u in self.pulled_by or ()}))
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -54,7 +84,20 @@ class RuntimeUnit:
             "fragment_path": self.fragment_path,
             "drop_in_paths": list(self.drop_in_paths),
             "condition_result": self.condition_result,
+            "pulled_by": _pulled_by_json(self.pulled_by),
+            "active_enter_monotonic": self.active_enter_monotonic,
+            "after_boot": self.after_boot,
+            "bus_name": self.bus_name,
         }
+
+
+def _pulled_by_json(pairs: tuple[tuple[str, str], ...] | None) -> dict[str, list[str]] | None:
+    if pairs is None:
+        return None
+    out: dict[str, list[str]] = {p: [] for p in PULLED_BY}  # an empty list says "asked: none"
+    for prop, unit in pairs:
+        out.setdefault(prop, []).append(unit)
+    return out
 
 
 class Connection(Protocol):
@@ -76,8 +119,14 @@ def list_units_message() -> Message:
 
 
 def property_message(object_path: str, name: str) -> Message:
-    unit = DBusAddress(object_path, bus_name=BUS_NAME, interface=UNIT_IFACE)
+    interface = SERVICE_IFACE if name == BUS_NAME_PROPERTY else UNIT_IFACE
+    unit = DBusAddress(object_path, bus_name=BUS_NAME, interface=interface)
     return Properties(unit).get(name)
+
+
+def boot_finished_message() -> Message:
+    manager = DBusAddress(MANAGER_PATH, bus_name=BUS_NAME, interface=MANAGER_IFACE)
+    return Properties(manager).get(BOOT_FINISHED)
 
 
 # -- reply decoding ---------------------------------------------------------------------------
@@ -99,16 +148,35 @@ def decode_property(name: str, body: Sequence[Any]) -> Any:
         return None
     variant = body[0]
     value = variant[1] if isinstance(variant, tuple) and len(variant) == 2 else variant
+    if name == "DropInPaths" or name in PULLED_BY:
+        return tuple(str(v) for v in value) if isinstance(value, list | tuple) else ()
     match name:
-        case "DropInPaths":
-            return tuple(str(v) for v in value) if isinstance(value, list | tuple) else ()
         case "ConditionResult":
             return bool(value) if isinstance(value, bool | int) else None
+        case "ActiveEnterTimestampMonotonic" | "FinishTimestampMonotonic":
+            return value if isinstance(value, int) and not isinstance(value, bool) else None
         case _:
             return str(value) if isinstance(value, str) else ""
 
 
-def with_properties(unit: RuntimeUnit, props: dict[str, Any]) -> RuntimeUnit:
+def pulled_by_of(props: dict[str, Any]) -> tuple[tuple[str, str], ...] | None:
+    """The (property, unit) pairs; None unless every core reverse dependency was answered."""
+    if any(not isinstance(props.get(p), tuple) for p in PULLED_BY_CORE):
+        return None
+    return tuple((p, str(u)) for p in PULLED_BY for u in props.get(p) or ())
+
+
+def after_boot_of(active_enter: int | None, boot_finished: int | None) -> bool | None:
+    """Did the unit become active after the boot transaction finished? None when either time is
+    unknown (0 means "not recorded on this boot": a boot still running has no finish time)."""
+    if not active_enter or not boot_finished:
+        return None
+    return active_enter > boot_finished
+
+
+def with_properties(unit: RuntimeUnit, props: dict[str, Any], boot_finished: int | None = None) -> RuntimeUnit:
+    active_enter = props.get(ACTIVE_ENTER)
+    bus_name = props.get(BUS_NAME_PROPERTY)
     return RuntimeUnit(
         unit=unit.unit,
         load_state=unit.load_state,
@@ -118,6 +186,10 @@ def with_properties(unit: RuntimeUnit, props: dict[str, Any]) -> RuntimeUnit:
         fragment_path=props.get("FragmentPath") or "",
         drop_in_paths=props.get("DropInPaths") or (),
         condition_result=props.get("ConditionResult"),
+        pulled_by=pulled_by_of(props),
+        active_enter_monotonic=active_enter,
+        after_boot=after_boot_of(active_enter, boot_finished),
+        bus_name=bus_name if isinstance(bus_name, str) else None,
     )
 
 
@@ -162,7 +234,12 @@ def wanted(unit: RuntimeUnit) -> tuple[str, ...]:
     for devices (kernel state, never a file); ConditionResult only explains an inactive unit."""
     if unit.load_state == "not-found" or unit.unit.endswith(".device"):
         return ()
-    return PROPERTIES if unit.active_state == "inactive" else PROPERTIES[:-1]
+    if unit.active_state == "inactive":
+        return PROPERTIES
+    if unit.is_active and unit.unit.endswith(STARTABLE_SUFFIXES):
+        bus = (BUS_NAME_PROPERTY,) if unit.unit.endswith(".service") else ()
+        return (*PROPERTIES[:-1], *ORIGIN, *bus)
+    return PROPERTIES[:-1]
 
 
 def query_units(conn: Connection, timeout: float = TIMEOUT) -> tuple[RuntimeUnit, ...]:
@@ -172,12 +249,19 @@ def query_units(conn: Connection, timeout: float = TIMEOUT) -> tuple[RuntimeUnit
     if listed.header.message_type is MessageType.error:
         raise OSError(f"systemd refused ListUnits: {listed.body[:1]}")
     units = decode_list_units(listed.body)
-    requests = [
+    requests: list[tuple[Any, Message]] = [("boot", boot_finished_message())]
+    requests += [
         ((index, prop), property_message(path, prop))
         for index, (unit, path) in enumerate(units)
         for prop in wanted(unit)
     ]
     replies = _pipelined(conn, requests, deadline)
+    boot = replies.get("boot")
+    boot_finished = (
+        decode_property(BOOT_FINISHED, boot.body)
+        if boot is not None and boot.header.message_type is MessageType.method_return
+        else None
+    )
     out: list[RuntimeUnit] = []
     for index, (unit, _path) in enumerate(units):
         props: dict[str, Any] = {}
@@ -186,7 +270,7 @@ def query_units(conn: Connection, timeout: float = TIMEOUT) -> tuple[RuntimeUnit
             # An error reply means the unit went away meanwhile: keep what ListUnits said.
             if reply is not None and reply.header.message_type is MessageType.method_return:
                 props[prop] = decode_property(prop, reply.body)
-        out.append(with_properties(unit, props))
+        out.append(with_properties(unit, props, boot_finished))
     return tuple(sorted(out, key=lambda u: u.unit))
 
 
@@ -221,6 +305,9 @@ def _unit_from_json(item: Any) -> RuntimeUnit:
 
     drop_ins = item.get("drop_in_paths")
     condition = item.get("condition_result")
+    active_enter = item.get("active_enter_monotonic")
+    after_boot = item.get("after_boot")
+    bus_name = item.get("bus_name")
     return RuntimeUnit(
         unit=name,
         load_state=text("load_state"),
@@ -230,7 +317,21 @@ def _unit_from_json(item: Any) -> RuntimeUnit:
         fragment_path=text("fragment_path"),
         drop_in_paths=tuple(p for p in drop_ins if isinstance(p, str)) if isinstance(drop_ins, list) else (),
         condition_result=condition if isinstance(condition, bool) else None,
+        pulled_by=_pulled_by_from_json(item.get("pulled_by")),
+        active_enter_monotonic=active_enter
+        if isinstance(active_enter, int) and not isinstance(active_enter, bool)
+        else None,
+        after_boot=after_boot if isinstance(after_boot, bool) else None,
+        bus_name=bus_name if isinstance(bus_name, str) else None,
     )
+
+
+def _pulled_by_from_json(value: Any) -> tuple[tuple[str, str], ...] | None:
+    """{"WantedBy": [...], ...} as pairs; None (cannot tell) when absent, mistyped, or lacking a core
+    property: an old units.json, or a hand-edited one, must not make a unit look unwanted."""
+    if not isinstance(value, dict) or any(not isinstance(value.get(p), list) for p in PULLED_BY_CORE):
+        return None
+    return tuple((p, u) for p in PULLED_BY for u in value.get(p) or () if isinstance(u, str))
 
 
 def parse_units_json(text: str) -> tuple[tuple[RuntimeUnit, ...], tuple[str, ...]]:

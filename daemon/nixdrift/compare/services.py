@@ -3,17 +3,25 @@
 Declared is the closure's unit directory (units, `*.wants` links, masks) plus declared.units; live
 is the writable unit directories and systemd's runtime state. Units systemd makes by itself
 (scopes, slices, devices, generated mounts, user managers) are never drift.
+
+A running unit the closure ships but nothing declared wants (a static unit, or one declared without
+wantedBy) counts as started by hand only when systemd says so: it became active after the boot
+transaction, no running unit pulls it in (WantedBy, RequiredBy, BoundBy, UpheldBy, OnFailureOf,
+OnSuccessOf) or triggered it (TriggeredBy: a socket, timer or path), and it is no D-Bus activated
+service (whose activation leaves no trace). Without those properties (an old units.json) nothing
+is concluded.
 """
 
 from __future__ import annotations
 
+import enum
 import fnmatch
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass
 
 from nixdrift.capture.services import ETC_UNITS, GENERATED_PREFIXES, TRANSIENT_DIR, ServicesLive
 from nixdrift.capture.unitfiles import EntryKind, UnitEntry, is_unit_name, template_of
-from nixdrift.capture.units_dbus import RuntimeUnit
+from nixdrift.capture.units_dbus import STARTABLE_SUFFIXES, RuntimeUnit
 from nixdrift.compare.common import finding, nix_attr, nix_str, printable, sh
 from nixdrift.declared.model import DeclaredState
 from nixdrift.models import Category, Finding, Kind, Section
@@ -27,6 +35,8 @@ SYSTEM_MADE_GLOBS = (
     "dbus-:*",  # dbus-broker's transient activation units
     "nixos-rebuild-switch-to-configuration.service",  # nixos-rebuild runs the switch as a transient unit
 )
+# Units the system starts on demand with no dependency to show for it: logind's gettys on a VT switch.
+ON_DEMAND_GLOBS = ("autovt@*.service", "kmsconvt@*.service")
 NIX_OPTIONS = {".service": "services", ".socket": "sockets", ".timer": "timers", ".path": "paths", ".target": "targets"}
 RUNTIME_DIR = "/run/"
 
@@ -216,12 +226,46 @@ def _generated(u: RuntimeUnit) -> bool:
     return u.fragment_path.startswith(GENERATED_PREFIXES)
 
 
-def started_by_hand(known: Known, live: ServicesLive) -> Iterator[Finding]:
+class Origin(enum.Enum):
+    """How a running unit came to run, as far as systemd's state tells."""
+
+    PULLED = "pulled"  # a running unit wants, requires, binds, upholds or triggered it
+    BOOT = "boot"  # it became active during the boot transaction
+    BUS = "bus"  # a D-Bus activatable service: the bus may have started it
+    UNKNOWN = "unknown"  # the properties were not captured: cannot tell
+    BY_HAND = "by-hand"  # nothing running pulls it in, and it started after boot
+
+
+def origin(u: RuntimeUnit, runtime: Mapping[str, RuntimeUnit]) -> Origin:
+    """Pure: from the unit's recorded properties and the state of the units that pull it in."""
+    if u.pulled_by is None or u.after_boot is None:
+        return Origin.UNKNOWN
+    if any((r := runtime.get(p)) is not None and r.is_active for p in u.pullers()):
+        return Origin.PULLED
+    if not u.after_boot:
+        return Origin.BOOT
+    if u.bus_name is None and u.unit.endswith(".service"):
+        return Origin.UNKNOWN
+    if u.bus_name:
+        return Origin.BUS
+    return Origin.BY_HAND
+
+
+def _pullers_state(u: RuntimeUnit, runtime: Mapping[str, RuntimeUnit]) -> str:
+    states = [f"{p} ({r.active_state if (r := runtime.get(p)) is not None else 'not loaded'})" for p in u.pullers()]
+    return ", ".join(states) or "none"
+
+
+def started_by_hand(declared: DeclaredState, known: Known, live: ServicesLive) -> Iterator[Finding]:
+    runtime = live.runtime_by_name()
     for u in live.runtime or ():
-        if not u.is_active or known.shipped(u.unit) or system_made(u.unit) or _generated(u):
+        if not u.is_active or system_made(u.unit) or _generated(u):
             continue
         if u.unit_file_state == "transient" or u.fragment_path.startswith(TRANSIENT_DIR + "/"):
             continue  # reported as transient
+        if known.shipped(u.unit):
+            yield from _shipped_started_by_hand(declared, u, runtime)
+            continue
         yield finding(
             rule_name="unit-started-by-hand",
             id=f"services/{_subject(u.unit)}/running",
@@ -238,10 +282,45 @@ def started_by_hand(known: Known, live: ServicesLive) -> Iterator[Finding]:
         )
 
 
+def _shipped_started_by_hand(
+    declared: DeclaredState, u: RuntimeUnit, runtime: Mapping[str, RuntimeUnit]
+) -> Iterator[Finding]:
+    """A unit the closure ships, running although nothing declared (and running) wants it."""
+    if not u.unit.endswith(STARTABLE_SUFFIXES) or any(fnmatch.fnmatchcase(u.unit, g) for g in ON_DEMAND_GLOBS):
+        return
+    d = declared.units.get(u.unit)
+    if d is not None and _wanted_now(runtime, (*d.wanted_by, *d.required_by)):
+        return  # the declaration wants it and its target runs
+    if origin(u, runtime) is not Origin.BY_HAND:
+        return
+    how = "declared without wantedBy" if d is not None else "a static unit of the closure"
+    yield finding(
+        rule_name="unit-started-by-hand",
+        id=f"services/{_subject(u.unit)}/running",
+        category=Category.SERVICES,
+        subject=_subject(u.unit),
+        kind=Kind.CHANGED,
+        expected="not running (nothing declared wants it)",
+        actual=f"{u.active_state} ({u.sub_state}), started after boot",
+        message=(
+            f"{printable(u.unit)} was started by hand: it runs ({how}), but no running unit wants, requires "
+            "or triggered it"
+        ),
+        nix=f'{nix_unit(u.unit)}.wantedBy = [ "multi-user.target" ];',
+        command=sh("systemctl", "stop", u.unit),
+        reason="stopping it ends whatever it runs",
+        evidence={
+            "unit": u.unit,
+            "pulled_by": _pullers_state(u, runtime),
+            **({"path": u.fragment_path} if u.fragment_path else {}),
+        },
+    )
+
+
 # -- declared, wanted units that are not running ---------------------------------------------
 
 
-def _wanted_now(live: dict[str, RuntimeUnit], targets: Iterable[str]) -> list[str]:
+def _wanted_now(live: Mapping[str, RuntimeUnit], targets: Iterable[str]) -> list[str]:
     return sorted(t for t in targets if (r := live.get(t)) is not None and r.is_active)
 
 
@@ -301,7 +380,7 @@ def compare(declared: DeclaredState, live: Section[ServicesLive]) -> tuple[Findi
         *masked_by_hand(known, data),
         *transient_units(data),
         *unmanaged_files(known, data),
-        *started_by_hand(known, data),
+        *started_by_hand(declared, known, data),
         *stopped(declared, known, data),
     ):
         found.setdefault(f.id, f)
