@@ -1,7 +1,7 @@
 # The same scenario as a NixOS VM test, for anyone with Nix and a binary cache:
 #   checks.x86_64-linux.vm-drift = pkgs.testers.runNixOSTest (import ./vm-tests/nixos-test.nix { inherit self; });
 # The machine enables the module exactly as a user would; scenario.py (shared with the qemu harness
-# in harness.py) makes seven imperative changes and waits for each in journald and the report.
+# in harness.py) makes eight imperative changes and waits for each in journald and the report.
 { self }:
 { pkgs, ... }:
 let
@@ -37,6 +37,11 @@ in
       settings.severity."etc/nixdrift-vm/motd" = "low";
     };
     environment.etc."nixdrift-vm/motd".text = "Managed by the flake in /etc/nixos.\n";
+    # declared, but nothing wants it: the scenario starts it by hand
+    systemd.services.nixdrift-vm-idle = {
+      description = "declared but not wanted";
+      serviceConfig.ExecStart = "${pkgs.coreutils}/bin/sleep infinity";
+    };
   };
 
   testScript = ''

@@ -28,6 +28,18 @@ ROGUE_PACKAGE = (
 )
 
 
+# declared by the flake (flake/vmhost.nix, nixos-test.nix) without wantedBy: nothing starts it,
+# so running it is a start by hand. The Debian guest boots from its own units (the closure's unit
+# directory is not linked over /etc/systemd/system), so there the closure's file is loaded through
+# /run first, with the same content (no service-config finding); a NixOS machine already has it.
+IDLE_UNIT = "nixdrift-vm-idle.service"
+IDLE_START = (
+    f"test -e /etc/systemd/system/{IDLE_UNIT} || "
+    f"{{ cp /etc/static/systemd/system/{IDLE_UNIT} /run/systemd/system/ && systemctl daemon-reload; }}; "
+    f"systemctl start {IDLE_UNIT}"
+)
+
+
 @dataclass(frozen=True)
 class Expect:
     category: str
@@ -57,6 +69,8 @@ def steps(package: str, package_name: str) -> list[Step]:
              "systemd-run --unit=rogue-listener --property=Type=simple "
              '"$(command -v python3)" -m http.server --bind 0.0.0.0 8088',
              (Expect("services", "rogue-listener"), Expect("exposure", "/8088"))),
+        Step("declared unit that nothing wants, started by hand", IDLE_START,
+             (Expect("services", f"{IDLE_UNIT}/running"),)),
         Step("user added to a group", "gpasswd -a alice deploy", (Expect("users", "deploy/member/alice"),)),
         Step("file written in /etc", "echo 'written by hand' > /etc/rogue.conf", (Expect("etc", "etc/rogue.conf"),)),
         Step("DNS edited", "echo 'nameserver 192.0.2.53' >> /etc/resolv.conf", (Expect("network", "network/dns"),)),

@@ -25,8 +25,20 @@ let
     '') h.environment.systemPackages}
   '';
 
-  # the closure's unit directory (etc/systemd/system); the guest's own units stay Debian's
-  systemUnits = sh "system-units" "/bin/mkdir -p $out";
+  # the closure's unit directory (etc/systemd/system) holds the declared services; the guest's
+  # own units stay Debian's
+  services = h.systemd.services or { };
+  unitFile = name: s: builtins.toFile "${name}.service" ''
+    [Unit]
+    Description=${s.description or name}
+
+    [Service]
+    ExecStart=${s.serviceConfig.ExecStart}
+  '';
+  systemUnits = sh "system-units" ''
+    /bin/mkdir -p $out
+    ${concatMap (n: "/bin/cp ${unitFile n services.${n}} $out/${n}.service\n") (builtins.attrNames services)}
+  '';
   etcIn = h.environment.etc // { "systemd/system".source = systemUnits; };
   etcEntries = builtins.mapAttrs (n: e: {
     target = e.target or n;
@@ -71,7 +83,7 @@ in
       groups = builtins.mapAttrs (n: g: { name = n; } // g) h.users.groups;
     };
     environment = { inherit (h.environment) systemPackages; etc = etcEntries; };
-    systemd.services = { };
+    systemd.services = builtins.mapAttrs (n: s: { enable = true; wantedBy = [ ]; } // s) services;
     inherit (h) fileSystems swapDevices;
     system = { nixos.version = h.system.nixos.version; build.toplevel = toplevel; };
   };

@@ -20,6 +20,12 @@
     "nixdrift-vm/banner" = { text = "vmhost\n"; mode = "0444"; };
   };
 
+  # declared, but nothing wants it (no wantedBy): the scenario starts it by hand
+  systemd.services.nixdrift-vm-idle = {
+    description = "declared but not wanted";
+    serviceConfig.ExecStart = "/bin/sleep infinity";
+  };
+
   fileSystems."/" = { device = "/dev/vda"; fsType = "ext4"; options = [ "rw" ]; };
   swapDevices = [ ];
   system.nixos.version = "24.11.20250101.0000000";
