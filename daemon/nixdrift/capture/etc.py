@@ -24,7 +24,7 @@ from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
-from nixdrift.capture import accounts
+from nixdrift.capture import accounts, digests
 from nixdrift.capture.closure import toplevel_dir
 from nixdrift.declared.model import DeclaredState
 from nixdrift.models import Category, Section
@@ -317,6 +317,7 @@ def _live_entries(
     clean: frozenset[str],
     problems: list[str],
     unlisted: list[str],
+    held: Mapping[str, digests.Held] | None = None,
 ) -> dict[str, EtcEntry]:
     entries: dict[str, EtcEntry] = {}
     leaves = frozenset(closure or ())
@@ -330,6 +331,11 @@ def _live_entries(
             problems.append(f"/etc/{printable(rel)}: cannot stat: {exc.strerror or type(exc).__name__}")
             continue
         kind = _type_of(st.st_mode)
+        if kind is EntryType.FILE and held and (record := held.get(f"/etc/{rel}")) is not None:
+            # a snapshot holds this file by digest only: what the host had, not the empty stand-in
+            digest = record.sha256 if _wants_digest(rel, closure, clean) else None
+            entries[rel] = EtcEntry(rel, kind, record.mode, record.uid, record.gid, None, digest, record.size)
+            continue
         digest = None
         if kind is EntryType.FILE and _wants_digest(rel, closure, clean):
             try:
@@ -370,6 +376,10 @@ def capture(root: Root, declared: DeclaredState) -> Section[EtcLive]:
     etc = root.path("/etc")
     if not etc.is_dir() or etc.is_symlink():
         return Section.missing(Category.ETC, "/etc is not a directory below the root")
+    try:
+        held = digests.load(root)
+    except OSError as exc:  # the empty stand-ins of held files must not be compared as the files
+        return Section.missing(Category.ETC, str(exc))
     problems: list[str] = []
     try:
         clean_rels, bad = parse_clean(root.read_text(CLEAN))
@@ -383,7 +393,7 @@ def capture(root: Root, declared: DeclaredState) -> Section[EtcLive]:
     tree, host = _reference_tree(root, declared, problems)
     closure = _closure_entries(root, tree, host, problems) if tree is not None else None
     unlisted: list[str] = []
-    entries = _live_entries(etc, closure, clean, problems, unlisted)
+    entries = _live_entries(etc, closure, clean, problems, unlisted, held)
     if tree is not None and closure is not None:
         closure = _with_source_digests(root, tree, host, closure, entries, problems)
     live = EtcLive(entries, clean, closure, host, frozenset(unlisted))

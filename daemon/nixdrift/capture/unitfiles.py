@@ -14,6 +14,7 @@ import re
 from collections.abc import Iterable
 from dataclasses import dataclass
 
+from nixdrift.capture import digests
 from nixdrift.capture.closure import UNIT_SUFFIXES
 from nixdrift.rootfs import Root
 
@@ -87,8 +88,12 @@ def is_unit_name(name: str) -> bool:
 
 
 def digest_of(root: Root, host_path: str) -> str:
-    """sha256 of a file's content after following links ("" when unreadable)."""
+    """sha256 of a file's content after following links ("" when unreadable). A snapshot's reduced
+    unit file (secrets as digests) answers with the digest of the original, recorded at capture."""
     try:
+        record = digests.held(root, root.resolve(host_path))
+        if record is not None and record.sha256:
+            return record.sha256
         return hashlib.sha256(root.read_bytes(host_path)).hexdigest()
     except OSError:
         return ""

@@ -18,6 +18,7 @@ from nixdrift.compare.common import finding, printable
 from nixdrift.compare.services import nix_unit, printable_evidence, remove_command
 from nixdrift.declared.model import DeclaredState
 from nixdrift.models import Category, Finding, Kind, Section
+from nixdrift.redact import value_digest
 
 # Programs set properties on the scopes and session slices they create (runc, logind): not drift.
 DROPIN_EXEMPT_GLOBS = ("*.scope", "user-*.slice")
@@ -34,10 +35,15 @@ def _lines(values: tuple[str, ...]) -> str:
     return " | ".join(printable(v if len(v) <= MAX_LINE else v[:MAX_LINE] + "…") for v in values)
 
 
+def _digests(values: tuple[str, ...]) -> tuple[str, ...]:
+    """Each value by its digest: a snapshot holds ExecStart= only so (see snapshot.reduce_unit_file)."""
+    return tuple(value_digest(v) for v in values)
+
+
 def _digest(values: tuple[str, ...]) -> str:
     if not values:
         return "(none)"
-    return "sha256 " + hashlib.sha256("\n".join(values).encode("utf-8", "surrogateescape")).hexdigest()[:12]
+    return "sha256 " + hashlib.sha256("\n".join(_digests(values)).encode("utf-8", "surrogateescape")).hexdigest()[:12]
 
 
 def describe_difference(declared: UnitFile | None, live: UnitFile | None) -> str:
@@ -47,7 +53,7 @@ def describe_difference(declared: UnitFile | None, live: UnitFile | None) -> str
     if declared is None or live is None:
         return ""
     parts = []
-    if declared.exec_start != live.exec_start:
+    if _digests(declared.exec_start) != _digests(live.exec_start):
         parts.append(f"ExecStart differs: {_digest(declared.exec_start)} -> {_digest(live.exec_start)}")
     if declared.listen != live.listen:
         parts.append(f"Listen: {_lines(declared.listen)} -> {_lines(live.listen)}")
