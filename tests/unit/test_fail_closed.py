@@ -100,6 +100,7 @@ def test_a_raising_comparator_shows_in_every_format_and_exits_2(
     assert BROKEN in markdown and "1 category could not be scanned" in markdown
     policy = yaml.safe_load(yaml.safe_dump(policy_report(report)))
     assert policy["summary"]["error"] == 1 and policy["summary"]["pass"] == 2
+    assert policy["metadata"]["annotations"]["nixdrift/unavailable"] == f"network: {BROKEN}"
     prom = render_prometheus(report).splitlines()
     assert 'nixdrift_category_unavailable{category="network"} 1' in prom
     assert 'nixdrift_category_unavailable{category="etc"} 0' in prom

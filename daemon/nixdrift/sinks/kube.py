@@ -143,6 +143,11 @@ def policy_report(
     }
     if heartbeat:
         annotations[ANN + "heartbeat"] = str(heartbeat)
+    unavailable = sorted((c.value, s) for c, s in report.categories.items() if s.startswith("unavailable"))
+    if unavailable:  # counted in summary.error; here each with its reason (never a silent "pass")
+        annotations[ANN + "unavailable"] = _short(
+            "; ".join(f"{c}: {s.split(': ', 1)[-1]}" for c, s in unavailable), 4 * _MESSAGE
+        )
     obj: dict[str, Any] = {
         "apiVersion": f"{GROUP}/{VERSION}",
         "kind": "PolicyReport",
