@@ -56,13 +56,31 @@ ALLOW: tuple[str, ...] = (
     "group",
     "shadow",
     "gshadow",  # shadow-utils (gpasswd) with mutable users
-    "subuid",  # update-users-groups.pl
+    "subuid",  # update-users-groups.pl (with its own state in /var/lib/nixos/auto-subuid-map)
     "subgid",
-    "passwd-",  # shadow-utils backups written by passwd, useradd, groupadd
+    # shadow-utils (useradd, usermod, groupadd, passwd, chpasswd, vipw) and systemd-sysusers keep the
+    # previous version of each file they rewrite as `<file>-`; useradd and usermod rewrite subuid and
+    # subgid too. While one runs, it holds `<file>.lock` and writes `<file>+` before renaming it (the
+    # daemon can see them), and glibc's lckpwdf() leaves .pwd.lock.
+    "passwd-",
     "group-",
     "shadow-",
     "gshadow-",
-    ".pwd.lock",  # shadow-utils lock file
+    "subuid-",
+    "subgid-",
+    "passwd.lock",
+    "group.lock",
+    "shadow.lock",
+    "gshadow.lock",
+    "subuid.lock",
+    "subgid.lock",
+    "passwd+",
+    "group+",
+    "shadow+",
+    "gshadow+",
+    "subuid+",
+    "subgid+",
+    ".pwd.lock",
     "machine-id",  # systemd, first boot
     "adjtime",  # hwclock
     "localtime",  # timedatectl when time.timeZone is null

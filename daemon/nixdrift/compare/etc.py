@@ -19,7 +19,7 @@ from collections.abc import Iterator, Mapping
 from nixdrift.capture.etc import ClosureEntry, EntryType, EtcEntry, EtcLive, allowed, sensitive, skipped
 from nixdrift.compare.common import finding, nix_str, printable
 from nixdrift.compare.common import sh as command
-from nixdrift.declared.model import DeclaredState
+from nixdrift.declared.model import DeclaredEtc, DeclaredState
 from nixdrift.models import Category, Finding, Kind, Section
 
 E = Category.ETC
@@ -30,7 +30,7 @@ def compare(declared: DeclaredState, live: Section[EtcLive]) -> tuple[Finding, .
     data = live.data
     if data is None:
         return ()
-    return (*_present(data), *_missing(declared, data))
+    return (*_present(declared, data), *_missing(declared, data))
 
 
 # --- small helpers -----------------------------------------------------------------------------
@@ -67,16 +67,37 @@ def _expected(c: ClosureEntry) -> str:
     return f"symlink -> /etc/static/{printable(c.rel)}"
 
 
-def _source_nix(rel: str, e: EtcEntry | None) -> str:
-    """The snippet that would declare what is live (the file itself is the user's to add)."""
+def _source_nix(rel: str, e: EtcEntry | None, *, defined: bool = False, declared_copy: bool = False) -> str:
+    """The snippet that would declare what is live (the file itself is the user's to add).
+
+    Where the flake already defines the entry (its `.text` or `.source`, or a NixOS module's), a
+    second definition would fail with "conflicting definition values": the snippet then replaces
+    it with `lib.mkForce`, says so, and names the live file to copy into the flake. A declared
+    managed copy keeps its mode and owner only if they are forced too."""
     attr = f"environment.etc.{_nix_str(rel)}"
+
+    def value(v: str) -> str:
+        if not defined:
+            return v
+        return f"lib.mkForce ({v})" if v.startswith("./. +") else f"lib.mkForce {v}"
+
+    shown = printable(rel)
+    notes = [f"# replaces the flake's definition of /etc/{shown} (a second definition would conflict)"]
     if e is not None and e.type is EntryType.SYMLINK:
-        return f"{attr}.source = {_nix_str(e.target or '')};"
-    name = rel.rsplit("/", 1)[-1]
-    source = f"./{name}" if _PLAIN.fullmatch(name) else f"./. + {_nix_str('/' + name)}"
-    if e is not None and e.type is EntryType.FILE and (e.mode != 0o644 or e.uid or e.gid):
-        return f'{attr} = {{ source = {source}; mode = "{e.mode:04o}"; user = "+{e.uid}"; group = "+{e.gid}"; }};'
-    return f"{attr}.source = {source};"
+        assignment = f"{attr}.source = {value(_nix_str(e.target or ''))};"
+    else:
+        name = rel.rsplit("/", 1)[-1]
+        source = f"./{name}" if _PLAIN.fullmatch(name) else f"./. + {_nix_str('/' + name)}"
+        kind = e.type.value if e is not None else "file"
+        notes.append(
+            f"# first copy the live {kind} /etc/{shown} into the flake, beside this module, as ./{printable(name)}"
+        )
+        if e is not None and e.type is EntryType.FILE and (e.mode != 0o644 or e.uid or e.gid or declared_copy):
+            fields = {"source": source, "mode": f'"{e.mode:04o}"', "user": f'"+{e.uid}"', "group": f'"+{e.gid}"'}
+            assignment = f"{attr} = {{ {' '.join(f'{k} = {value(v)};' for k, v in fields.items())} }};"
+        else:
+            assignment = f"{attr}.source = {value(source)};"
+    return "\n".join([*notes, assignment]) if defined else assignment
 
 
 def _restore(c: ClosureEntry) -> str:
@@ -139,7 +160,7 @@ def _etc_finding(
 # --- what is in /etc ---------------------------------------------------------------------------
 
 
-def _present(data: EtcLive) -> Iterator[Finding]:
+def _present(declared: DeclaredState, data: EtcLive) -> Iterator[Finding]:
     for rel, e in sorted(data.entries.items()):
         if skipped(rel):
             continue
@@ -147,7 +168,7 @@ def _present(data: EtcLive) -> Iterator[Finding]:
         if c is not None:
             yield from _managed(rel, e, c)
         elif not _expected_unlisted(rel, e, data):
-            yield _unmanaged(rel, e, data)
+            yield _unmanaged(rel, e, data, declared.etc.get(rel))
 
 
 def _expected_unlisted(rel: str, e: EtcEntry, data: EtcLive) -> bool:
@@ -160,7 +181,9 @@ def _expected_unlisted(rel: str, e: EtcEntry, data: EtcLive) -> bool:
     return False
 
 
-def _unmanaged(rel: str, e: EtcEntry, data: EtcLive) -> Finding:
+def _unmanaged(rel: str, e: EtcEntry, data: EtcLive, d: DeclaredEtc | None) -> Finding:
+    """Not in the reference tree; `d` is the flake's `environment.etc` entry for it, if any (a
+    declared system that is not in the store here, or an entry not yet built)."""
     shown = printable(rel)
     if e.type is EntryType.SYMLINK and (e.target or "").startswith("/etc/static/"):
         why = "a link into /etc/static for a file the declared system does not ship"
@@ -175,7 +198,7 @@ def _unmanaged(rel: str, e: EtcEntry, data: EtcLive) -> Finding:
         "absent",
         _describe(e),
         f"/etc/{shown} is {why}",
-        nix=_source_nix(rel, e),
+        nix=_source_nix(rel, e, defined=d is not None, declared_copy=d is not None and d.mode != "symlink"),
         command=command("rm", "--", f"/etc/{rel}"),
         reason="removing a file by hand needs a decision: it may hold state or secrets",
         evidence=_evidence(rel, e),
@@ -199,7 +222,7 @@ def _managed(rel: str, e: EtcEntry, c: ClosureEntry) -> Iterator[Finding]:
         _expected(c),
         _describe(e),
         f"/etc/{shown}: {why}",
-        nix=_source_nix(rel, e),
+        nix=_source_nix(rel, e, defined=True, declared_copy=c.is_copy),
         command=restore,
         safe=safe,
         reason="" if safe else "the directory may hold files put there by hand",

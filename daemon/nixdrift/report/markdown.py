@@ -150,8 +150,9 @@ def _action(f: Finding) -> str:
     if f.fix.command and f.fix.safe:
         return f"{md_text(f.id)}: revert with {code_span(f.fix.command)}"
     if f.fix.command:
+        keep = "keep it (declare the Nix snippet above)" if f.fix.nix else "keep it"
         return (
-            f"{md_text(f.id)}: decide whether to keep it (declare the Nix snippet above) or revert with "
+            f"{md_text(f.id)}: decide whether to {keep} or revert with "
             f"{code_span(f.fix.command)} ({md_text(f.fix.reason or 'needs a decision')})"
         )
     if f.fix.nix:
