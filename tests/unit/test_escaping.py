@@ -21,6 +21,8 @@ from nixdrift import models
 from nixdrift.capture import etc as capture_etc
 from nixdrift.compare import etc as compare_etc
 from nixdrift.compare.common import finding, sh
+from nixdrift.compare.users import _nix_attr as users_nix_attr
+from nixdrift.compare.users import nix_str as users_nix_str
 from nixdrift.declared.model import DeclaredState
 from nixdrift.models import Category, Finding, FlakeInfo, Generations, Kind, Report, sort_findings
 from nixdrift.report import markdown, render, script
@@ -223,6 +225,16 @@ def test_the_etc_fix_snippet_declares_the_same_file(tmp_path: Path, name: str) -
     out = subprocess.run([NIX, "--eval", "--strict", "--json", "-E", expr], capture_output=True, text=True, timeout=60)
     assert out.returncode == 0, out.stderr
     assert json.loads(out.stdout) == [name]
+
+
+@pytest.mark.skipif(NIX is None, reason="needs nix-instantiate")
+def test_the_users_fix_snippets_name_the_same_account_and_home() -> None:
+    assert NIX is not None
+    name, home = "back\\slash", '/home/q"uote${x}'
+    expr = f"{{ users.users.{users_nix_attr(name)}.home = {users_nix_str(home)}; }}.users.users"
+    out = subprocess.run([NIX, "--eval", "--strict", "--json", "-E", expr], capture_output=True, text=True, timeout=60)
+    assert out.returncode == 0, out.stderr
+    assert json.loads(out.stdout) == {name: {"home": home}}
 
 
 def test_capture_never_imports_compare() -> None:

@@ -55,12 +55,12 @@ def compare(declared: DeclaredState, live: Section[UsersLive]) -> tuple[Finding,
 
 
 def nix_str(text: str) -> str:
-    """A Nix string for host text; odd bytes are shown escaped (a .nix file is UTF-8 text)."""
-    return _raw_nix_str(printable(text))
+    """A Nix string naming exactly this host text (odd bytes are shown escaped: a .nix file is text)."""
+    return _raw_nix_str(text)
 
 
 def _nix_attr(name: str) -> str:
-    return nix_attr(printable(name))
+    return nix_attr(name)
 
 
 def _group_name_of(data: UsersLive, gid: int) -> str | None:
