@@ -319,6 +319,22 @@ def test_remediate_apply_refuses_a_history_of_a_root_scan(drifted: tuple[BuiltHo
 
 
 @pytest_nix
+def test_remediate_leaves_drift_accepted_after_the_daemon_stored_it(
+    drifted: tuple[BuiltHost, Path, Path], tmp_path: Path
+) -> None:
+    host, state, config = drifted
+    copy = tmp_path / "state"  # the module's history stays as the daemon left it
+    shutil.copytree(state, copy, ignore=shutil.ignore_patterns("*.lock"))
+    done = nixdrift("accept", "etc/hosts", "--reason", "under test", "--state-dir", str(copy))
+    assert done.returncode == 0, done.stderr
+    listed = nixdrift("remediate", "--state-dir", str(copy), "--flake", str(host.flake), "--config", str(config))
+    assert listed.returncode == 0, listed.stderr
+    assert "skip   low      etc/hosts: accepted" in listed.stdout
+    assert not any(line.startswith("revert") for line in listed.stdout.splitlines())
+    assert "--apply would refuse" not in listed.stderr  # nothing eligible: nothing to refuse
+
+
+@pytest_nix
 def test_report_from_the_stored_daemon_report_honours_accept_and_refuses_apply(
     drifted: tuple[BuiltHost, Path, Path], tmp_path: Path
 ) -> None:

@@ -15,7 +15,8 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
         "remediate",
         help="list the drift the daemon would revert by itself (safe reverts of low findings); --apply runs them",
         description="Read the current findings from the daemon's history. Only safe reverts of LOW findings are "
-        "ever applied; each is recorded and verified by capturing its category again.",
+        "ever applied; each is recorded and verified by capturing its category again. --apply refuses unless the "
+        "daemon's report is of this machine's live root (same host name and machine-id).",
     )
     add_scan_options(p)
     p.add_argument("--state-dir", metavar="DIR", help="the daemon's state directory")
@@ -29,14 +30,22 @@ def run(args: argparse.Namespace) -> int:
 
     store = open_store(args)
     try:
-        findings = sorted(store.active().values(), key=lambda f: f.id)
+        # what the operator accepted since the daemon last stored its findings is left alone too
+        baselines = {fid: actual for fid, (actual, _reason) in store.accepted().items()}
+        active = (f.with_(accepted=baselines.get(f.id) == f.actual) for f in store.active().values())
+        findings = sorted(active, key=lambda f: f.id)
         eligible = [f for f in findings if remediate.eligible(f)]
         for f in findings:
             mark = "revert" if f in eligible else "skip  "
             why = f.fix.command if f in eligible else remediate.why_not(f)
             print(f"{mark} {f.severity.label:<8} {f.id}: {why}")
+        refused = remediate.refusal(store) if eligible else None
         if not args.apply or not eligible:
+            if refused is not None:
+                print(f"nixdrift: --apply would refuse here: {refused}", file=sys.stderr)
             return 0
+        if refused is not None:  # findings about another machine, or a tree read with --root
+            raise NixdriftError(f"refusing --apply: {refused}")
         _cfg, opts = load_options(args)
         if not opts.root.is_live:
             raise NixdriftError("--apply runs the reverts on this machine; it cannot revert a host read with --root")

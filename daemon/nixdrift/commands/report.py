@@ -1,7 +1,8 @@
 """`nixdrift report`: write the drift report, JSON, remediation script and metrics to a directory.
 
 With a running daemon (its state directory holds a fresh report: every category captured within
---max-age), the report is read from the daemon's database instead of scanning again.
+--max-age), the report is read from the daemon's database instead of scanning again. Either way,
+the drift accepted in that history (`nixdrift accept`) is marked accepted as it stands now.
 """
 
 from __future__ import annotations
@@ -54,8 +55,8 @@ def run(args: argparse.Namespace) -> int:
     report = from_daemon(Path(state), args.max_age) if state and args.max_age > 0 else None
     if report is None:
         report = pipeline.scan(opts, progress)
-        if state:
-            report = with_accepted(report, Path(state))
+    if state:  # the daemon's stored report too: it may predate an `accept`
+        report = with_accepted(report, Path(state))
     for path in write_all(report, Path(args.out)):
         print(path, file=sys.stderr)
     return pipeline.exit_code(report)
@@ -74,8 +75,9 @@ def from_daemon(state_dir: Path, max_age: float) -> Report | None:
 
 
 def with_accepted(report: Report, state_dir: Path) -> Report:
-    """A fresh scan marks what the operator accepted in the daemon's history (same id and actual
-    value) as accepted, as the daemon's own reports do."""
+    """The report with what the operator accepted in the daemon's history as it is now (same id and
+    actual value), whichever way the report was made: a fresh scan, or the daemon's stored report,
+    which may have been written before the last `nixdrift accept`."""
     from nixdrift.errors import NixdriftError
     from nixdrift.service.history import DB_NAME, Store
 
@@ -90,9 +92,4 @@ def with_accepted(report: Report, state_dir: Path) -> Report:
         accepted = store.accepted()
     finally:
         store.close()
-    findings = tuple(
-        f.with_(accepted=True) if f.id in accepted and accepted[f.id][0] == f.actual else f for f in report.findings
-    )
-    from dataclasses import replace
-
-    return replace(report, findings=findings)
+    return report.with_baselines({fid: actual for fid, (actual, _reason) in accepted.items()})
