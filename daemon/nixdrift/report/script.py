@@ -57,7 +57,8 @@ wrong_machine() {
   if [ -n "$made_for_machine_id" ]; then
     { read -r id < /etc/machine-id; } 2>/dev/null || id=""
     if [ "$id" != "$made_for_machine_id" ]; then
-      printf 'the report was made for machine-id %s, this machine'"'"'s is %q' "$made_for_machine_id_shown" "${id:-unknown}"
+      printf 'the report was made for machine-id %s, ' "$made_for_machine_id_shown"
+      printf 'this machine'"'"'s is %q' "${id:-unknown}"
     fi
     return 0
   fi
