@@ -185,8 +185,8 @@ class Worker:
         ordered = [c for c in TABLE if c in categories]
         seq = self.store.begin_scan((c.value for c in ordered), job.reason)
         started = time.monotonic()
-        sections = pipeline.capture(self.root, declared, ordered)
-        findings = pipeline.compare(declared, sections)
+        compared = pipeline.compare_sections(declared, pipeline.capture(self.root, declared, ordered))
+        sections, findings = compared.sections, compared.findings  # a failed comparator: unavailable
         report = pipeline.build_report(declared, self.root, sections, findings, self.opts.policy)
         budget = [MAX_ATTRIBUTIONS]
 
