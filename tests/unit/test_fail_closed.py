@@ -200,3 +200,30 @@ def test_an_os_release_fifo_does_not_hang(tmp_path: Path) -> None:
     (tmp_path / "etc").mkdir()
     os.mkfifo(tmp_path / "etc/os-release")
     assert not is_nixos(Root.of(tmp_path))
+
+
+def test_in_the_daemon_a_raising_comparator_keeps_the_findings_and_says_unavailable(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """What the worker does each scan (capture -> compare_sections -> tracker): a comparator that
+    starts raising must not resolve the drift it found before, nor report its category "ok"."""
+    from nixdrift.service.history import Store
+    from nixdrift.service.tracker import Tracker
+
+    store = Store.open(tmp_path / "state")
+    tracker = Tracker(store, Severity.MEDIUM)
+    sections: dict[Category, Section[Any]] = {Category.FIREWALL: Section(Category.FIREWALL, data=object())}
+    _with_comparators(monkeypatch, firewall=_port)
+    first = pipeline.compare_sections(DECLARED, sections)
+    assert [f.id for f in tracker.reconcile(first.sections, first.findings).new] == ["firewall/tcp/8080/open"]
+    assert tracker.status[Category.FIREWALL] == "drift"
+
+    _with_comparators(monkeypatch, firewall=_broken)
+    second = pipeline.compare_sections(DECLARED, sections)
+    outcome = tracker.reconcile(second.sections, second.findings)
+    assert outcome.resolved == []
+    assert list(tracker.active) == ["firewall/tcp/8080/open"]
+    assert tracker.status[Category.FIREWALL] == (
+        "unavailable: firewall comparator failed: RuntimeError: boom at line 3"
+    )
+    store.close()
