@@ -22,6 +22,7 @@ from nixdrift.capture import exposure as capture_exposure
 from nixdrift.capture import firewall as capture_firewall
 from nixdrift.capture import mounts as capture_mounts
 from nixdrift.capture import network as capture_network
+from nixdrift.capture import packages as capture_packages
 from nixdrift.capture import users as capture_users
 from nixdrift.capture.exposure import read_listening
 from nixdrift.capture.fwparse import read_iptables_save
@@ -341,3 +342,12 @@ def test_a_33k_group_file_is_compared_group_by_group(root: Root) -> None:
     unmanaged = [f for f in findings if f.id.startswith("users/user/")]
     assert len(unmanaged) == n_users
     assert unmanaged[0].actual == "uid 1000, group g0 (100000)"  # its primary group found by gid
+
+
+def test_a_current_system_link_loop_makes_packages_unavailable(root: Root) -> None:
+    below(root, "/run/current-system").symlink_to("/run/current-system")
+    section = capture_packages.capture(root, declared())
+    assert section.data is None
+    assert section.unavailable == (
+        "the system's or a profile's links cannot be followed: too many levels of symbolic links: /run/current-system"
+    )

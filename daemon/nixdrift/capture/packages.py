@@ -289,6 +289,14 @@ def _read_profile(root: Root, path: str, owner: str | None) -> tuple[Profile | N
 
 
 def capture(root: Root, declared: DeclaredState) -> Section[LivePackages]:
+    try:
+        return _capture(root, declared)
+    except OSError as exc:  # a link loop on the way to the system or a profile: one line, not a traceback
+        why = f"the system's or a profile's links cannot be followed: {reason(exc)}"
+        return Section.missing(Category.PACKAGES, why)
+
+
+def _capture(root: Root, declared: DeclaredState) -> Section[LivePackages]:
     current, system_paths, complete = _system(root, declared)
     if current is None and not root.open_path(PROFILES).is_dir():
         return Section.missing(Category.PACKAGES, f"neither /run/current-system nor {PROFILES} exists: not a Nix host")
