@@ -56,6 +56,16 @@ def outside_passwd(built: BuiltHost) -> Path:
     return secret
 
 
+def outside_units(built: BuiltHost) -> Path:
+    """A units.json beside the root: read, it would show a running unit named after the secret."""
+    secret = built.tree.base / "outside" / "units.json"
+    secret.parent.mkdir(exist_ok=True)
+    unit = {"unit": f"{SECRET}.service", "load_state": "loaded", "active_state": "active", "sub_state": "running"}
+    unit |= {"unit_file_state": "enabled", "fragment_path": f"/etc/systemd/system/{SECRET}.service"}
+    secret.write_text(json.dumps([{**unit, "drop_in_paths": []}]))
+    return secret
+
+
 def replace(built: BuiltHost, host_path: str, make: Callable[[Path], object]) -> None:
     where = built.path(host_path)
     where.parent.mkdir(parents=True, exist_ok=True)
@@ -124,6 +134,12 @@ CASES = (
         "listening.json -> /dev/zero",
         lambda b: replace(b, "/.nixdrift/listening.json", lambda p: p.symlink_to("/dev/zero")),
         "exposure",
+        "a symlink, where a snapshot holds a plain file",
+    ),
+    Case(
+        "units.json -> a file outside the root",
+        lambda b: replace(b, "/.nixdrift/units.json", lambda p: p.symlink_to(outside_units(b))),
+        "services",
         "a symlink, where a snapshot holds a plain file",
     ),
     Case("FIFO at /etc/passwd", lambda b: replace(b, "/etc/passwd", os.mkfifo), "users", "a FIFO, not a regular file"),

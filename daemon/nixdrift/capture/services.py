@@ -91,7 +91,7 @@ def runtime_units(root: Root) -> tuple[tuple[RuntimeUnit, ...] | None, tuple[str
     captured = root.captured(UNITS_JSON)
     if captured.is_file():
         try:
-            text = captured.read_bytes().decode("utf-8", errors="surrogateescape")
+            text = root.read_captured(UNITS_JSON).decode("utf-8", errors="surrogateescape")
         except OSError as exc:
             return None, (f"{NO_RUNTIME}: cannot read {captured}: {exc.strerror or exc}",)
         return parse_units_json(text)
