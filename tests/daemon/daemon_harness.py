@@ -60,12 +60,19 @@ class NotifySocket:
                 continue
             except OSError:
                 return
-            self.messages.append((time.monotonic(), data.decode()))
+            self.messages.append((time.monotonic(), data.decode(errors="replace")))
 
     def states(self, key: str) -> list[str]:
         return [
-            line.split("=", 1)[1] for _, m in self.messages for line in m.splitlines() if line.startswith(key + "=")
+            line.split("=", 1)[1]
+            for _, m in list(self.messages)
+            for line in m.splitlines()
+            if line.startswith(key + "=")
         ]
+
+    def entries(self) -> list[dict[str, str]]:
+        """Datagrams as KEY=value maps (journal entries of single-line values)."""
+        return [dict(line.split("=", 1) for line in m.splitlines() if "=" in line) for _, m in list(self.messages)]
 
     def close(self) -> None:
         self._stop = True
@@ -82,6 +89,7 @@ class Daemon:
     proc: subprocess.Popen[str] | None = None
     lines: list[str] = field(default_factory=list)
     notify: NotifySocket | None = None
+    wrap: list[str] = field(default_factory=list)  # argv prefix, e.g. unshare with a mount for the state
 
     def start(self, watchdog_usec: int | None = 1_000_000) -> Daemon:
         self.notify = NotifySocket(self.state.parent / f"notify-{time.monotonic_ns()}.sock")
@@ -97,7 +105,9 @@ class Daemon:
         argv = [sys.executable, "-m", "nixdrift", "-v", "daemon", "--flake", str(self.host.flake), "--host", "demo"]
         argv += ["--root", str(self.host.root), "--state-dir", str(self.state), "--config", str(self.config)]
         self.lines = []
-        self.proc = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, env=env)
+        self.proc = subprocess.Popen(
+            [*self.wrap, *argv], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, env=env
+        )
         threading.Thread(target=self._drain, args=(self.proc,), daemon=True).start()
         return self
 

@@ -30,6 +30,7 @@ class DaemonStats:
     watch_healthy: Mapping[str, bool] = field(default_factory=dict)  # tree -> False when polling instead
     events_total: int = 0
     last_full_scan: float | None = None  # unix time
+    degraded: Mapping[str, str] = field(default_factory=dict)  # what the daemon cannot do now -> why
 
 
 def atomic_write(path: Path, data: bytes, mode: int = 0o644) -> Path:
@@ -183,6 +184,12 @@ def _daemon_metrics(out: _Exposition, stats: DaemonStats) -> None:
         "gauge",
         "1 when a tree is watched with inotify, 0 when it fell back to polling.",
         (({"tree": t}, int(ok)) for t, ok in sorted(stats.watch_healthy.items())),
+    )
+    out.metric(
+        "nixdrift_degraded",
+        "gauge",
+        "1 while the daemon cannot do part of its job (database, worker, a watched tree); see STATUS.",
+        [({}, int(bool(stats.degraded)))] + [({"what": k}, 1) for k in sorted(stats.degraded)],
     )
     if stats.last_full_scan is not None:
         out.metric(

@@ -197,7 +197,7 @@ class Store:
         at = time.time() if at is None else at
         stamp = now_iso()
         with self.tx() as c:
-            row = c.execute("SELECT first_seen, count FROM findings WHERE id = ?", (finding.id,)).fetchone()
+            row = c.execute("SELECT first_seen, count FROM findings WHERE id = ?", (_t(finding.id),)).fetchone()
             first, count = (str(row[0]), int(row[1]) + 1) if row else (stamp, 1)
             stored = finding.with_(first_seen=first, last_seen=stamp, count=count)
             c.execute(
@@ -205,9 +205,9 @@ class Store:
                 " resolved_at) VALUES(?, ?, ?, ?, ?, ?, ?, ?, NULL)",
                 _row(stored),
             )
-            c.execute("INSERT INTO appearances(id, at) VALUES(?, ?)", (finding.id, at))
+            c.execute("INSERT INTO appearances(id, at) VALUES(?, ?)", (_t(finding.id), at))
             recent = c.execute(
-                "SELECT COUNT(*) FROM appearances WHERE id = ? AND at > ?", (finding.id, at - DAY)
+                "SELECT COUNT(*) FROM appearances WHERE id = ? AND at > ?", (_t(finding.id), at - DAY)
             ).fetchone()[0]
         return stored, int(recent)
 
@@ -217,7 +217,7 @@ class Store:
             c.executemany(
                 "UPDATE findings SET severity = ?, actual = ?, data = ?, last_seen = ? WHERE id = ?",
                 [
-                    (f.severity.label, f.actual, json.dumps(f.to_json(), sort_keys=True), f.last_seen, f.id)
+                    (f.severity.label, _t(f.actual), json.dumps(f.to_json(), sort_keys=True), f.last_seen, _t(f.id))
                     for f in findings
                 ],
             )
@@ -226,7 +226,8 @@ class Store:
         stamp = now_iso()
         with self.tx() as c:
             c.executemany(
-                "UPDATE findings SET resolved_at = ? WHERE id = ? AND resolved_at IS NULL", [(stamp, i) for i in ids]
+                "UPDATE findings SET resolved_at = ? WHERE id = ? AND resolved_at IS NULL",
+                [(stamp, _t(i)) for i in ids],
             )
 
     def all_findings(self) -> list[tuple[Finding, str | None]]:
@@ -244,7 +245,7 @@ class Store:
         """id -> (accepted actual value, reason)."""
         with self._lock:
             rows = self.conn.execute("SELECT id, actual, reason FROM accepted").fetchall()
-        return {str(i): (str(a), str(r)) for i, a, r in rows}
+        return {str(_s(i)): (str(_s(a)), str(_s(r))) for i, a, r in rows}
 
     def accept(self, findings: Iterable[Finding], reason: str) -> list[str]:
         stamp = now_iso()
@@ -253,12 +254,12 @@ class Store:
             for f in findings:
                 c.execute(
                     "INSERT OR REPLACE INTO accepted(id, actual, reason, at) VALUES(?, ?, ?, ?)",
-                    (f.id, f.actual, reason, stamp),
+                    (_t(f.id), _t(f.actual), reason, stamp),
                 )
                 c.execute(
                     "INSERT INTO events(at, kind, finding_id, category, severity, path, detail)"
                     " VALUES(?, 'accepted', ?, ?, ?, ?, ?)",
-                    (stamp, f.id, f.category.value, f.severity.label, f.path, reason),
+                    (stamp, _t(f.id), f.category.value, f.severity.label, _t(f.path), _t(reason)),
                 )
                 done.append(f.id)
         return done
@@ -271,11 +272,11 @@ class Store:
             (
                 stamp,
                 kind,
-                f.id if f else None,
+                _t(f.id) if f else None,
                 f.category.value if f else None,
                 f.severity.label if f else None,
-                path or (f.path if f else None),
-                detail,
+                _t(path or (f.path if f else None)),
+                _t(detail),
             )
             for kind, f, path, detail in rows
         ]
@@ -309,7 +310,7 @@ class Store:
         sql += " ORDER BY seq DESC"
         with self._lock:
             rows = self.conn.execute(sql, args).fetchall()
-        out = [EventRow(int(r[0]), r[1], r[2], r[3], r[4], r[5], r[6], r[7] or "") for r in rows]
+        out = [EventRow(int(r[0]), r[1], r[2], _s(r[3]), r[4], r[5], _s(r[6]), _s(r[7]) or "") for r in rows]
         if id_glob is not None:
             out = [e for e in out if e.finding_id and fnmatch.fnmatchcase(e.finding_id, id_glob)]
         return list(reversed(out[:limit]))
@@ -343,7 +344,27 @@ class Store:
 
 def _row(f: Finding) -> tuple[Any, ...]:
     data = json.dumps(f.to_json(), sort_keys=True)
-    return (f.id, f.category.value, f.severity.label, f.actual, data, f.first_seen, f.last_seen, f.count)
+    return (_t(f.id), f.category.value, f.severity.label, _t(f.actual), data, f.first_seen, f.last_seen, f.count)
+
+
+def _t(text: str | None) -> str | bytes | None:
+    """Text for SQLite, losslessly: a file name that is not UTF-8 (surrogate-escaped by
+    os.fsdecode) is stored as its bytes, which SQLite keeps exactly; `_s` turns it back."""
+    if text is None:
+        return None
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return text.encode("utf-8", "surrogateescape")
+    return text
+
+
+def _s(value: object) -> str | None:
+    if value is None:
+        return None
+    if isinstance(value, bytes):
+        return value.decode("utf-8", "surrogateescape")
+    return str(value)
 
 
 def _connect(path: Path) -> sqlite3.Connection:

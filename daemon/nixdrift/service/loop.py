@@ -10,6 +10,7 @@ from __future__ import annotations
 import logging
 import os
 import signal
+import sqlite3
 import sys
 import threading
 import time
@@ -25,8 +26,10 @@ from nixdrift.errors import NixdriftError
 from nixdrift.models import Category, Severity
 from nixdrift.pipeline import ScanOptions
 from nixdrift.service import routes
+from nixdrift.service.health import Degradations
 from nixdrift.service.history import Store
 from nixdrift.service.notify import Notifier
+from nixdrift.service.routes import Tree
 from nixdrift.service.schedule import Schedule
 from nixdrift.service.statelock import StateLock
 from nixdrift.service.watch import Batch, Debouncer, Watcher
@@ -36,6 +39,8 @@ from nixdrift.sinks.journald import Alert, Event, JournalSink
 log = logging.getLogger(__name__)
 
 ADOPT_EVERY = 2.0  # seconds between looks for watched trees that have appeared
+
+LOST_QUIET = 5.0  # seconds: an overflow storm is said once per this, the rescan is never skipped
 
 STOP_GRACE = 1.2  # seconds the worker gets to finish on SIGTERM (systemd expects us gone in 2 s)
 
@@ -76,7 +81,8 @@ class Service:
         self.pending = Pending()
         self.stop = threading.Event()
         self._hup = threading.Event()
-        self.worker = Worker(cfg, opts, state_dir, self.store, self.journal, self.pending_add)
+        self.degraded = Degradations()
+        self.worker = Worker(cfg, opts, state_dir, self.store, self.journal, self.pending_add, self.degraded)
         self.schedule = Schedule(cfg.intervals)
         self.flake_dir = _local_flake(opts.flake)
         self.debouncer = Debouncer(self._on_batch)
@@ -84,7 +90,10 @@ class Service:
         # trees that do not exist yet are adopted when they appear (checked every ADOPT_EVERY s)
         self.candidates = routes.candidate_trees(opts.root, self.flake_dir) if cfg.realtime else []
         self._adopted_at = 0.0
-        self.watcher = Watcher(opts.root, trees, self.debouncer, self._on_lost)
+        self._lost_lock = threading.Lock()
+        self._lost_said = -LOST_QUIET  # monotonic time events lost were last said
+        self._lost_unsaid = 0
+        self.watcher = Watcher(opts.root, trees, self.debouncer, self._on_lost, on_tree=self._on_tree)
         self.worker.health = self.watcher.health
         self.worker.on_scanned = self.schedule.mark
 
@@ -115,9 +124,12 @@ class Service:
             trees = self.watcher.snapshot()[0]
             cats = routes.categories_of([t for t in trees if t.host_path == tree], self.flake_dir)
             job = job.merge(Job(categories=cats, reasons=frozenset({"event storm"}), realtime=True))
-        self.store.events(rows)
         if job.categories or job.reevaluate or job.full:
-            self.pending.add(job)
+            self.pending.add(job)  # first: a history write that fails must not lose the capture
+        try:
+            self.store.events(rows)
+        except sqlite3.Error as exc:
+            self.worker.degrade("database", f"history database write failed: {exc}")
 
     def _adopt(self) -> None:
         """A watched tree that appeared (systemd's transient unit directory, a user's profiles):
@@ -126,13 +138,42 @@ class Service:
             cats = routes.categories_of([tree], self.flake_dir)
             self.pending.add(Job(categories=cats, reasons=frozenset({f"{tree.host_path} appeared"}), realtime=True))
 
+    def _on_tree(self, tree: Tree, problem: str | None) -> None:
+        """A watched tree vanished, was replaced or lost its observer (`problem`), or is watched
+        again (None). Either way what it holds is captured now: no event will tell."""
+        key = f"watch {tree.host_path}"
+        if problem is None:
+            self.worker.recover(key)
+        else:
+            self.worker.degrade(key, problem)
+        cats = routes.categories_of([tree], self.flake_dir)
+        why = f"{tree.host_path} {'watched again' if problem is None else problem}"
+        self.pending.add(Job(categories=cats, reasons=frozenset({why}), realtime=True))
+
     def _on_lost(self, why: str) -> None:
+        """Called on the inotify reader thread, once per overflow: a burst overflows hundreds of
+        times, so the rescan is merged into the pending job every time but said (log, history,
+        journal) at most once per LOST_QUIET seconds, with the count since."""
         cats = routes.categories_of([t for t in self.watcher.snapshot()[0] if not t.local], self.flake_dir)
-        log.warning("filesystem events lost (%s): rescanning %s", why, ", ".join(sorted(c.value for c in cats)))
-        self.store.events([("events-lost", None, "", why)])
-        self.journal.send(Alert(Event.EVENTS_LOST, f"filesystem events lost ({why}); rescanning", Severity.MEDIUM))
         self.worker.events_lost += 1
         self.pending.add(Job(categories=cats, reasons=frozenset({"events lost"}), lost=True))
+        now = time.monotonic()
+        with self._lost_lock:
+            self._lost_unsaid += 1
+            if now - self._lost_said < LOST_QUIET:
+                return
+            count, self._lost_unsaid, self._lost_said = self._lost_unsaid, 0, now
+        times = f" ({count} times)" if count > 1 else ""
+        log.warning(
+            "filesystem events lost (%s)%s: rescanning %s", why, times, ", ".join(sorted(c.value for c in cats))
+        )
+        self.journal.send(
+            Alert(Event.EVENTS_LOST, f"filesystem events lost ({why}){times}; rescanning", Severity.MEDIUM)
+        )
+        try:
+            self.store.events([("events-lost", None, "", why + times)])
+        except sqlite3.Error as exc:
+            self.worker.degrade("database", f"history database write failed: {exc}")
 
     # --- signals -------------------------------------------------------------------------------
     def _signal(self, signum: int, _frame: FrameType | None) -> None:
@@ -183,6 +224,8 @@ class Service:
                 self._adopt()
             if ready:
                 self._schedule_due(now)
+            if again := self.worker.take_retry(now):
+                self.pending.add(Job(categories=again, reasons=frozenset({"retry after a failure"})))
             if interval is not None and now - last_ping >= interval and self.healthy():
                 self.notifier.watchdog()
                 last_ping = now
@@ -198,7 +241,9 @@ class Service:
             self.pending.add(Job(categories=frozenset(due), reasons=frozenset({"interval"})))
 
     def healthy(self) -> bool:
-        return self.worker.alive() and self.watcher.health().healthy
+        """What WATCHDOG vouches for: the worker is alive and not stuck in one job. Everything a
+        restart cannot fix (a full disk, a vanished tree) is said in STATUS instead."""
+        return self.worker.alive() and self.worker.stuck() is None
 
     def status_line(self) -> str:
         counts = self.worker.tracker.summary()
@@ -207,6 +252,13 @@ class Service:
         when = datetime.fromtimestamp(last[0], UTC).strftime("%H:%M:%SZ") if last else "never"
         reason = f" ({last[1]})" if last else ""
         err = f"; {self.worker.error}" if self.worker.error else ""
+        stuck = self.worker.stuck()
+        if stuck is not None:
+            err += f"; worker stuck for {stuck:.0f} s"
+        elif not self.worker.alive() and self.worker.scans_done:
+            err += "; worker thread died"
+        degraded = self.degraded.line()
+        err += f"; degraded: {degraded}" if degraded else ""
         return f"drift: {drift}; last scan {when}{reason}; watch: {self.watcher.health().line()}{err}"
 
     def shutdown(self) -> int:

@@ -55,6 +55,11 @@ class Tracker:
         # what other threads read (STATUS): replaced whole, never mutated, so never read mid-update
         self.counts: Mapping[str, int] = self._count()
 
+    def reload(self) -> None:
+        """Back to what the database holds (after a write failed part-way)."""
+        self.active = self.store.active()
+        self.counts = self._count()
+
     def reconcile(
         self,
         sections: Mapping[Category, Section[Any]],

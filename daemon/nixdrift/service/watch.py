@@ -17,6 +17,7 @@ import ctypes
 import errno
 import logging
 import os
+import stat
 import threading
 import time
 from collections.abc import Callable, Iterator, Mapping
@@ -236,6 +237,7 @@ class Watcher:
         on_lost: Callable[[str], None],
         *,
         poll_interval: float = 2.0,
+        on_tree: Callable[[Tree, str | None], None] | None = None,
     ) -> None:
         self.root = root
         self.trees = trees
@@ -245,6 +247,9 @@ class Watcher:
         self._observers: dict[str, Any] = {}
         self._polling: set[str] = set()
         self._to_degrade: set[str] = set()
+        self.on_tree = on_tree
+        self._ident: dict[str, tuple[int, int]] = {}  # tree -> (st_dev, st_ino) of the directory watched
+        self._gone: dict[str, str] = {}  # tree -> why it is not watched now (vanished, replaced, died)
         self._lock = threading.Lock()
         # trees and observers change on the main thread and are read by the worker and the
         # debouncer: every read takes a copy under this lock
@@ -274,6 +279,9 @@ class Watcher:
 
     def _start_tree(self, tree: Tree, polling: bool = False) -> None:
         real = str(tree.real(self.root))
+        ident = _ident(real)
+        if ident is not None:
+            self._ident[tree.host_path] = ident
         handler = _Handler(self.debouncer, tree, real)
         if not polling:
             try:
@@ -315,7 +323,9 @@ class Watcher:
         return new
 
     def maintain(self) -> None:
-        """Move trees whose inotify watches ran out onto polling (call it now and then)."""
+        """Move trees whose inotify watches ran out onto polling, and re-watch trees that vanished,
+        were replaced or lost their observer (the main thread calls it every quarter second)."""
+        self._check_trees()
         with self._lock:
             degrade, self._to_degrade = self._to_degrade - self._polling, set()
         for host_path in sorted(degrade):
@@ -333,10 +343,54 @@ class Watcher:
         with self._state:
             return list(self.trees), dict(self._observers), frozenset(self._polling)
 
+    def _check_trees(self) -> None:
+        """A watched directory deleted (and maybe recreated) or replaced keeps no inotify watch, and an
+        observer thread can die: stop watching what is gone, watch again what is back."""
+        trees, observers, _polling = self.snapshot()
+        for tree in trees:
+            key = tree.host_path
+            now = _ident(str(tree.real(self.root)))
+            observer = observers.get(key)
+            problem: str | None = None
+            if key in self._gone:
+                if now is None:
+                    continue
+                problem = None  # back: watch it again below
+            elif observer is None:
+                continue  # never watched (an error at start, already logged)
+            elif now is None:
+                problem = "vanished: not watched until it is back"
+            elif now != self._ident.get(key):
+                problem = "replaced by another directory"
+            elif not observer.is_alive() or not all(e.is_alive() for e in list(getattr(observer, "emitters", ()))):
+                problem = "its observer thread died"
+            else:
+                continue
+            if observer is not None:
+                with self._state:
+                    self._observers.pop(key, None)
+                    self._polling.discard(key)
+                observer.stop()
+            if problem is not None and now is None:
+                log.warning("%s %s", key, problem)
+                self._gone[key] = problem
+            else:
+                if problem is not None:
+                    log.warning("%s %s: watching it again", key, problem)
+                self._gone.pop(key, None)
+                self._start_tree(tree)
+            if self.on_tree is not None:
+                self.on_tree(tree, problem)
+                if problem is not None and now is not None:
+                    self.on_tree(tree, None)  # replaced or restarted: degraded a moment, watched again
+
     def health(self) -> Health:
         trees, observers, polling = self.snapshot()
+        gone = dict(self._gone)
         dead = tuple(sorted(p for p, o in observers.items() if not o.is_alive()))
         missing = tuple(sorted(t.host_path for t in trees if t.host_path not in observers))
+        dead = tuple(sorted(set(dead) - set(gone)))
+        missing = tuple(f"{p} ({gone[p]})" if p in gone else p for p in missing)
         return Health(
             healthy=not dead and not missing,
             polling=tuple(sorted(polling)),
@@ -359,3 +413,12 @@ class Watcher:
             observer.stop()
         for observer in observers.values():
             observer.join(timeout=1)
+
+
+def _ident(path: str) -> tuple[int, int] | None:
+    """(device, inode) of a directory (not followed when a symlink), None when there is none."""
+    try:
+        st = os.lstat(path)
+    except OSError:
+        return None
+    return (st.st_dev, st.st_ino) if stat.S_ISDIR(st.st_mode) else None

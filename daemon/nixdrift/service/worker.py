@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import json
 import logging
+import os
+import sqlite3
 import threading
 import time
 from collections.abc import Callable
@@ -21,6 +24,7 @@ from nixdrift.errors import NixdriftError
 from nixdrift.models import Category, Report, Severity, Source, sort_findings
 from nixdrift.pipeline import ScanOptions
 from nixdrift.service import attribution, remediate
+from nixdrift.service.health import Degradations
 from nixdrift.service.history import Store
 from nixdrift.service.routes import Action
 from nixdrift.service.tracker import Tracker
@@ -33,6 +37,20 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 MAX_ATTRIBUTIONS = 20  # per job: a storm is not worth a journal query per file
+RETRY_AFTER = 2.0  # seconds before a job that failed (database, exception) is tried again
+
+# Test-only: `NIXDRIFT_TEST_PAUSE_AT=<step>[@<job number>]` makes the worker write
+# `<state>/paused-at-<step>` and wait there until the file is removed, so a test can kill the
+# daemon (or watch it be stuck) at a point it chose. Steps: capture, record.
+PAUSE_ENV = "NIXDRIFT_TEST_PAUSE_AT"
+
+
+def stuck_after() -> float:
+    """Seconds one job may run before the worker counts as stuck (WATCHDOG stops; systemd restarts)."""
+    try:
+        return float(os.environ.get("NIXDRIFT_STUCK_AFTER", "300"))
+    except ValueError:
+        return 300.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -88,6 +106,7 @@ class Worker:
         store: Store,
         journal: JournalSink,
         requeue: Callable[[Job], None],
+        degraded: Degradations | None = None,
     ) -> None:
         self.cfg, self.opts = cfg, opts
         self.state_dir = state_dir
@@ -107,6 +126,11 @@ class Worker:
         self.health: Callable[[], Health] | None = None
         self.on_scanned: Callable[[frozenset[Category]], None] | None = None
         self._attempted: set[tuple[str, str]] = set()
+        self.degraded = degraded if degraded is not None else Degradations()
+        self.busy_since: float | None = None  # monotonic start of the running job
+        self.jobs_started = 0
+        self.retry: tuple[float, frozenset[Category]] | None = None  # (monotonic when, categories)
+        self._retry_lock = threading.Lock()
         self._kube: Any = None
         self._thread: threading.Thread | None = None
 
@@ -132,6 +156,12 @@ class Worker:
     def alive(self) -> bool:
         return self._thread is not None and self._thread.is_alive()
 
+    def stuck(self, now: float | None = None) -> float | None:
+        """Seconds the running job has run when that is beyond `stuck_after()`, else None."""
+        since = self.busy_since
+        took = (time.monotonic() if now is None else now) - since if since is not None else 0.0
+        return took if took > stuck_after() else None
+
     def join(self, timeout: float) -> bool:
         if self._thread is not None:
             self._thread.join(timeout)
@@ -146,20 +176,88 @@ class Worker:
 
     # --- one job -------------------------------------------------------------------------------
     def run(self, job: Job) -> None:
+        self.busy_since = time.monotonic()
+        self.jobs_started += 1
+        categories = frozenset(TABLE) if job.full else job.categories
         try:
-            categories = frozenset(TABLE) if job.full else job.categories
             self.running = categories
             if (job.reevaluate or self.declared is None) and self._evaluate(job) and not job.full:
                 categories = frozenset(TABLE)
             if self.declared is None:
                 return
             self._scan(job, categories, self.declared)
+        except sqlite3.Error as exc:
+            log.exception("writing the history failed (%s)", job.reason)
+            self._failed(categories, "database", f"history database write failed: {exc}")
         except Exception as exc:
             log.exception("scan failed (%s)", job.reason)
             self.error = f"scan failed: {type(exc).__name__}: {exc}"
+            self._failed(categories, "worker", f"{self.error} ({job.reason})")
+        else:
+            for key in ("database", "worker"):
+                self.recover(key)
         finally:
             self.running = frozenset()
+            self.busy_since = None
             self.scans_done += 1
+
+    def _failed(self, categories: frozenset[Category], key: str, text: str) -> None:
+        """Say it (STATUS, journal, report, metrics), forget what memory holds beyond the database,
+        and try the same categories again shortly: nothing a failed write skipped stays unrecorded."""
+        self.degrade(key, text)
+        try:
+            self.tracker.reload()
+        except sqlite3.Error as exc:
+            log.error("cannot re-read the history database either: %s", exc)
+        if self.declared is not None:  # the metrics file is not in the database: it can say so
+            try:
+                self._metrics(self.report(self.declared))
+            except Exception:
+                log.exception("writing the metrics after a failure failed too")
+        with self._retry_lock:
+            again = categories | (self.retry[1] if self.retry else frozenset())
+            self.retry = (time.monotonic() + RETRY_AFTER, again)
+
+    def take_retry(self, now: float) -> frozenset[Category]:
+        """Categories whose failed job is due to be tried again (called by the main thread)."""
+        with self._retry_lock:
+            if self.retry is None or now < self.retry[0]:
+                return frozenset()
+            due, self.retry = self.retry[1], None
+            return due
+
+    def degrade(self, key: str, text: str) -> None:
+        if self.degraded.set(key, text):
+            log.error("degraded: %s: %s", key, text)
+            alert = Alert(Event.DEGRADED, f"degraded: {key}: {text}", Severity.HIGH, extra={"NIXDRIFT_DEGRADED": key})
+            self.journal.send(alert)
+            with contextlib.suppress(sqlite3.Error):  # the database may be what is degraded: the journal has it
+                self.store.events([("degraded", None, "", f"{key}: {text}")])
+
+    def recover(self, key: str) -> None:
+        was = self.degraded.clear(key)
+        if was is not None:
+            log.warning("recovered: %s (was: %s)", key, was)
+            text = f"recovered: {key} (was: {was})"
+            self.journal.send(Alert(Event.RECOVERED, text, Severity.INFO, extra={"NIXDRIFT_DEGRADED": key}))
+            try:
+                self.store.events([("recovered", None, "", f"{key} (was: {was})")])
+            except sqlite3.Error:
+                log.warning("cannot record the recovery of %s", key)
+
+    def checkpoint(self, step: str) -> None:
+        """The test-only pause (PAUSE_ENV); a no-op unless the variable names this step."""
+        want = os.environ.get(PAUSE_ENV)
+        if not want:
+            return
+        name, _, nth = want.partition("@")
+        if name != step or (nth and nth != str(self.jobs_started)):
+            return
+        marker = self.state_dir / f"paused-at-{step}"
+        marker.write_text(f"{os.getpid()}\n")
+        log.warning("test pause at %s (job %d): waiting for %s to go", step, self.jobs_started, marker)
+        while marker.exists():
+            time.sleep(0.02)
 
     def _evaluate(self, job: Job) -> bool:
         """Evaluate the flake (through the cache); True when the declaration changed."""
@@ -185,6 +283,7 @@ class Worker:
         ordered = [c for c in TABLE if c in categories]
         seq = self.store.begin_scan((c.value for c in ordered), job.reason)
         started = time.monotonic()
+        self.checkpoint("capture")
         compared = pipeline.compare_sections(declared, pipeline.capture(self.root, declared, ordered))
         sections, findings = compared.sections, compared.findings  # a failed comparator: unavailable
         report = pipeline.build_report(declared, self.root, sections, findings, self.opts.policy)
@@ -221,6 +320,7 @@ class Worker:
     # --- outside view --------------------------------------------------------------------------
     def report(self, declared: DeclaredState) -> Report:
         t = self.tracker
+        degraded = self.degraded.current()
         return Report(
             host=declared.host,
             generated_at=pipeline.now_iso(),
@@ -232,7 +332,8 @@ class Worker:
             problems=tuple(
                 f"{c.value}: {p}" for c, ps in sorted(t.problems.items(), key=lambda kv: kv[0].value) for p in ps
             )
-            + self._watch_problems(),
+            + self._watch_problems()
+            + tuple(f"daemon degraded: {k}: {degraded[k]}" for k in sorted(degraded)),
             scanned=scan_target.capture(self.root),
         )
 
@@ -272,6 +373,7 @@ class Worker:
             watch_healthy=dict(health.trees) if health else {},
             events_total=health.events_total if health else 0,
             last_full_scan=self.last_full_scan,
+            degraded=dict(self.degraded.current()),
         )
         out = Path(self.cfg.prometheus_textfile_dir or self.state_dir) / "nixdrift.prom"
         try:

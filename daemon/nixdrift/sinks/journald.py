@@ -33,6 +33,8 @@ class Event(enum.Enum):
     SCAN_FAILED = "scan-failed"
     EVENTS_LOST = "events-lost"
     REMEDIATION_FAILED = "remediation-failed"
+    DEGRADED = "degraded"  # the daemon cannot do part of its job (database, worker, a watched tree)
+    RECOVERED = "recovered"  # ... and can again
 
     @property
     def message_id(self) -> str:
@@ -46,6 +48,8 @@ _MESSAGE_IDS: Mapping[Event, str] = {
     Event.SCAN_FAILED: "c3e5a7b9d1f24e6a8b0d2f4a6c8e0b37",
     Event.EVENTS_LOST: "7e9a1c3b5d2f4a6c8e0b2d4f6a8c0e49",
     Event.REMEDIATION_FAILED: "a1c3e5b7d9f24a6c8e0b2d4f6c8a0e5b",
+    Event.DEGRADED: "9493c09a969a4d8a88b28f920bfdd29c",
+    Event.RECOVERED: "08cd90cb5ef049dd91597423937733be",
 }
 
 
@@ -66,7 +70,9 @@ class Alert:
         out = {
             "MESSAGE": self.message,
             "MESSAGE_ID": self.event.message_id,
-            "PRIORITY": str(self.severity.journald_priority if self.event is not Event.RESOLVED else 6),
+            "PRIORITY": str(
+                self.severity.journald_priority if self.event not in (Event.RESOLVED, Event.RECOVERED) else 6
+            ),
             "SYSLOG_IDENTIFIER": "nixdrift",
             "NIXDRIFT_EVENT": self.event.value,
         }
