@@ -6,21 +6,30 @@ venv := ".venv/bin"
 nixdrift := if path_exists(".venv/bin/nixdrift") == "true" { ".venv/bin/nixdrift" } else { "nixdrift" }
 flake := env_var_or_default("NIXDRIFT_FLAKE", "/etc/nixos")
 host := env_var_or_default("NIXDRIFT_HOST", `hostname -s 2>/dev/null || cat /etc/hostname`)
+# after a nixdrift command failed: say what its exit code means, and keep it
+outcome := '{ rc=$?; case $rc in 1) echo "nixdrift: drift found (exit 1)" >&2 ;; 2) echo "nixdrift: could not check (exit 2, see above)" >&2 ;; *) echo "nixdrift: failed (exit $rc)" >&2 ;; esac; exit $rc; }'
 
+# (the just that runs this file, not whichever is on PATH: bootstrap installs it into .venv/bin)
+
+# list the recipes
 default:
-    @just --list
+    @{{quote(just_executable())}} --justfile {{quote(justfile())}} --list
 
 # set up .venv and the system tools (idempotent)
 setup:
     bash scripts/bootstrap.sh
 
-# the common case: this host against its flake (exit 0 none, 1 drift, 2 error)
-check-drift *ARGS:
-    {{nixdrift}} check --flake {{quote(flake)}} --host {{quote(host)}} {{ARGS}}
+# (on drift or error: one line saying which, instead of just's "recipe failed" message)
 
-# write the full report set into DIR
+# the common case: this host against its flake (exit 0 none, 1 drift, 2 error)
+[no-exit-message]
+check-drift *ARGS:
+    @{{nixdrift}} check --flake {{quote(flake)}} --host {{quote(host)}} {{ARGS}} || {{outcome}}
+
+# write the full report set into DIR (exit 0 none, 1 drift, 2 error)
+[no-exit-message]
 drift-report DIR="drift-report":
-    {{nixdrift}} report --flake {{quote(flake)}} --host {{quote(host)}} --out {{quote(DIR)}}
+    @{{nixdrift}} report --flake {{quote(flake)}} --host {{quote(host)}} --out {{quote(DIR)}} || {{outcome}}
 
 # build the bundled demo host and print its report
 demo *ARGS: setup

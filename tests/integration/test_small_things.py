@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import pty
 import subprocess
 import sys
 from pathlib import Path
@@ -12,6 +13,8 @@ from pathlib import Path
 import pytest
 
 from nixdrift import cli
+from nixdrift.demo.planters import BuiltHost
+from nixdrift.demo.scenario import demo_host
 
 TOP = Path(__file__).resolve().parents[2]
 
@@ -105,3 +108,57 @@ def test_the_help_texts_name_the_real_defaults() -> None:
 
     assert str(config.DEFAULT_PATH) == common.DEFAULT_CONFIG
     assert fleet_command.FORMATS == fleet.FORMATS
+
+
+# --- colour: NO_COLOR and TERM=dumb ------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def drifted(tmp_path_factory: pytest.TempPathFactory) -> BuiltHost:
+    built = demo_host(tmp_path_factory.mktemp("colour")).build()
+    built.add_group_member("wheel", "bob")  # a critical finding: its lines are coloured
+    return built
+
+
+def check_on_a_terminal(built: BuiltHost, *extra: str, **env: str) -> tuple[int, str]:
+    """`nixdrift check` with its stdout on a pseudo-terminal (where `--color auto` may colour)."""
+    argv = [sys.executable, "-m", "nixdrift", "check", "--flake", str(built.flake), "--host", built.name]
+    argv += ["--root", str(built.root), "--cache-dir", str(built.tree.base / "cache"), *extra]
+    base = {k: v for k, v in os.environ.items() if k not in ("NO_COLOR", "TERM")}
+    master, slave = pty.openpty()
+    with subprocess.Popen(argv, stdout=slave, stderr=subprocess.DEVNULL, env={**base, **env}) as proc:
+        os.close(slave)
+        chunks: list[bytes] = []
+        while True:
+            try:
+                data = os.read(master, 1 << 16)
+            except OSError:  # EIO: the child closed the terminal
+                break
+            if not data:
+                break
+            chunks.append(data)
+        code = proc.wait(timeout=600)
+    os.close(master)
+    return code, b"".join(chunks).decode(errors="replace")
+
+
+@pytest.mark.nix
+@pytest.mark.parametrize(
+    ("env", "extra", "coloured"),
+    [
+        ({"TERM": "xterm"}, (), True),
+        ({"TERM": "xterm", "NO_COLOR": "1"}, (), False),
+        ({"TERM": "xterm", "NO_COLOR": "yes please"}, (), False),
+        ({"TERM": "xterm", "NO_COLOR": ""}, (), True),  # set but empty: no-color.org says ignore it
+        ({"TERM": "dumb"}, (), False),
+        ({"TERM": "dumb", "NO_COLOR": "1"}, ("--color", "always"), True),  # the flag is the user's word
+        ({"TERM": "xterm"}, ("--color", "never"), False),
+    ],
+)
+def test_color_auto_obeys_no_color_and_a_dumb_terminal(
+    drifted: BuiltHost, env: dict[str, str], extra: tuple[str, ...], coloured: bool
+) -> None:
+    code, out = check_on_a_terminal(drifted, *extra, **env)
+    assert code == 1, out
+    assert "users/group/wheel/member/bob" in out
+    assert ("\x1b[" in out) is coloured, out[:400]

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import sys
 
+from nixdrift import terminal
 from nixdrift.commands.common import add_scan_options, exit_status, load_options, progress
 
 FORMATS = ("text", "json", "markdown", "policyreport")
@@ -19,7 +20,7 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
         "2 on error or when a category could not be scanned (and no drift was found).",
     )
     add_scan_options(p, formats=FORMATS)
-    p.add_argument("--color", choices=("auto", "always", "never"), default="auto", help="colour the text output")
+    p.add_argument("--color", choices=terminal.CHOICES, default="auto", help=terminal.HELP)
     p.set_defaults(func=run)
 
 
@@ -29,7 +30,7 @@ def run(args: argparse.Namespace) -> int:
 
     _cfg, opts = load_options(args)
     report = pipeline.scan(opts, progress)
-    color = args.color == "always" or (args.color == "auto" and sys.stdout.isatty())
+    color = terminal.use_color(args.color, sys.stdout)
     if args.format == "policyreport":
         from nixdrift.sinks.kube import policy_report_yaml
 

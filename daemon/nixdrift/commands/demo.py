@@ -6,6 +6,7 @@ import argparse
 import sys
 from pathlib import Path
 
+from nixdrift import terminal
 from nixdrift.commands.common import severity_arg
 from nixdrift.errors import NixdriftError
 
@@ -25,7 +26,7 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p.add_argument("--out", metavar="DIR", help="also write the report set (Markdown, JSON, script, metrics)")
     p.add_argument("--keep", metavar="DIR", help="build the demo host in DIR and keep it (default: a removed temp dir)")
     p.add_argument("--threshold", type=severity_arg, metavar="SEVERITY", help="lowest severity that counts")
-    p.add_argument("--color", choices=("auto", "always", "never"), default="auto", help="colour the text output")
+    p.add_argument("--color", choices=terminal.CHOICES, default="auto", help=terminal.HELP)
     p.set_defaults(func=run)
 
 
@@ -65,7 +66,7 @@ def run(args: argparse.Namespace) -> int:
             policy=Config().policy(args.threshold),
         )
         report = pipeline.scan(opts, progress)
-        color = args.color == "always" or (args.color == "auto" and sys.stdout.isatty())
+        color = terminal.use_color(args.color, sys.stdout)
         sys.stdout.write(render(report, args.format, color=color))
         if args.out:
             for path in write_all(report, Path(args.out)):
