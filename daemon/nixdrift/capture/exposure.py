@@ -117,7 +117,7 @@ def _listener(item: Any) -> Listener:
 
 def _proc_unit(pid: int) -> str:
     try:
-        return unit_from_cgroup(Path(f"/proc/{pid}/cgroup").read_text(errors="surrogateescape"))
+        return unit_from_cgroup(Root().read_text(f"/proc/{pid}/cgroup", limit=1 << 20))
     except OSError:
         return ""
 
