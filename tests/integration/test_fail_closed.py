@@ -227,3 +227,24 @@ def test_snapshot_warns_about_every_source_it_could_not_capture(tmp_path: Path) 
     # one warning for each missing source, none for a captured one
     expected = 1 + ("listening.json" not in captured) + (not captured & {"nft.json", "iptables-save.txt"})
     assert len(warnings) == expected, proc.stderr
+
+
+def test_the_live_root_without_a_system_bus_says_services_unavailable(
+    host: HostTree, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A container or a host whose bus is gone: the declared closure is here, systemd's view is not."""
+    from nixdrift.capture import services
+    from nixdrift.declared.model import DeclaredState
+    from nixdrift.models import FlakeInfo
+
+    built = host.build()
+    bus = tmp_path / "no-bus" / "system_bus_socket"
+    monkeypatch.setattr(services, "BUS_SOCKET", str(bus))
+    assert not Root().captured("units.json").exists()
+    declared = DeclaredState.from_json(built.name, FlakeInfo(str(built.flake)), {"toplevel": built.toplevel})
+    section = services.capture(Root(), declared)
+    assert section.data is None
+    assert (
+        section.unavailable
+        == f"systemd's unit state cannot be read: no system bus at {bus} and no .nixdrift/units.json"
+    )
