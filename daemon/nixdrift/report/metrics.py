@@ -31,6 +31,7 @@ class DaemonStats:
     events_total: int = 0
     last_full_scan: float | None = None  # unix time
     degraded: Mapping[str, str] = field(default_factory=dict)  # what the daemon cannot do now -> why
+    fleet_dropped_total: int = 0  # reports the Kubernetes sender dropped to bound its queue
 
 
 def atomic_write(path: Path, data: bytes, mode: int = 0o644) -> Path:
@@ -190,6 +191,12 @@ def _daemon_metrics(out: _Exposition, stats: DaemonStats) -> None:
         "gauge",
         "1 while the daemon cannot do part of its job (database, worker, a watched tree); see STATUS.",
         [({}, int(bool(stats.degraded)))] + [({"what": k}, 1) for k in sorted(stats.degraded)],
+    )
+    out.metric(
+        "nixdrift_fleet_reports_dropped_total",
+        "counter",
+        "Reports not published because newer ones replaced them while the API server was away.",
+        [({}, stats.fleet_dropped_total)],
     )
     if stats.last_full_scan is not None:
         out.metric(

@@ -374,6 +374,7 @@ class Worker:
             events_total=health.events_total if health else 0,
             last_full_scan=self.last_full_scan,
             degraded=dict(self.degraded.current()),
+            fleet_dropped_total=int(getattr(self._kube, "dropped", 0)),
         )
         out = Path(self.cfg.prometheus_textfile_dir or self.state_dir) / "nixdrift.prom"
         try:

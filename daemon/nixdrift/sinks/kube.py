@@ -268,6 +268,7 @@ class KubeSink:
         backoff_initial: float = 2.0,
         backoff_max: float = 300.0,
         rng: random.Random | None = None,
+        max_pending: int = 16,
     ) -> None:
         self.cfg = cfg
         self.agent_version = agent_version
@@ -275,8 +276,12 @@ class KubeSink:
         self.backoff_initial = backoff_initial
         self.backoff_max = backoff_max
         self._rng = rng or random.Random()
-        self.outbox = Outbox(Path(state_dir) / "nixdrift.db")
+        self._outbox_path = Path(state_dir) / "nixdrift.db"
+        self.outbox = Outbox(self._outbox_path)
+        self.max_pending = max_pending  # reports handed over and not yet queued: the oldest go first
+        self.dropped = 0  # reports dropped to keep that bound, and old queued ones the outbox dropped
         self._pending: deque[tuple[Report, bool]] = deque()
+        self._change_dropped = False
         self._flush_lock = threading.Lock()
         self._wake = threading.Event()
         self._stop = threading.Event()
@@ -292,8 +297,16 @@ class KubeSink:
     # -- the daemon's side ------------------------------------------------------------------
 
     def submit(self, report: Report, changed: bool) -> None:
-        """Never blocks: the report is handed to the sender thread."""
+        """Never blocks: the report is handed to the sender thread. At most `max_pending` wait;
+        beyond that the oldest is dropped (counted in `dropped`): a newer report says more."""
         self._pending.append((report, changed))
+        while len(self._pending) > self.max_pending:
+            try:
+                _old, was_changed = self._pending.popleft()
+            except IndexError:  # the sender took it meanwhile
+                break
+            self._change_dropped |= was_changed  # a change must still be published: the next carries it
+            self.dropped += 1
         self._wake.set()
 
     def close(self, timeout: float = 2.0) -> None:
@@ -312,6 +325,7 @@ class KubeSink:
         with self._flush_lock:
             while self._pending:
                 report, changed = self._pending.popleft()
+                changed, self._change_dropped = changed or self._change_dropped, False
                 try:
                     obj = policy_report(
                         report,
@@ -329,19 +343,33 @@ class KubeSink:
 
     def _enqueue(self, namespace: str, name: str, generated_at: str, body: str) -> None:
         _row_id, dropped = self.outbox.put(namespace, name, generated_at, body)
+        self.dropped += dropped
         if dropped:
             log.warning("kubernetes: %d old unsent reports of %s dropped; a newer one is queued", dropped, name)
 
     def _run(self) -> None:
-        try:
-            while not self._stop.is_set():
-                self._wake.clear()
+        """Survives any single error (an outbox the disk cannot write, a bad report, a bug): it is
+        logged, the outbox reopened, and the loop goes on after a backoff."""
+        while not self._stop.is_set():
+            self._wake.clear()
+            try:
                 self._flush_pending()
                 if self._stop.is_set():
                     break
-                self._wake.wait(self._step())
-        except Exception:
-            log.exception("kubernetes sender stopped")
+                wait = self._step()
+            except Exception as exc:  # the sender must outlive whatever one step raises
+                self.failures += 1
+                self.last_error = f"{type(exc).__name__}: {exc}"
+                wait = self._backoff()
+                log.error("kubernetes sender: %s; retrying in %.1fs", self.last_error, wait, exc_info=True)
+                self._reopen()
+            self._wake.wait(wait)
+
+    def _reopen(self) -> None:
+        try:
+            self.outbox = Outbox(self._outbox_path)
+        except Exception as exc:  # noqa: BLE001 - tried again after the next failure
+            log.debug("kubernetes sender: cannot reopen the outbox yet: %s", exc)
 
     def _step(self) -> float:
         """Send what is due; return how long to sleep before looking again."""
