@@ -13,6 +13,7 @@ from hypothesis import strategies as st
 
 from nixdrift.models import Category, Finding, Fix, Kind, Report, Severity
 from nixdrift.sinks.kube import MAX_BYTES, object_name, policy_report, policy_report_yaml, wire_size
+from nixdrift.text import display
 
 Validate = Callable[[Any], None]
 
@@ -186,5 +187,5 @@ def test_any_report_validates(
     ]
     obj = policy_report(report_factory(host, findings))
     validate(obj)
-    assert obj["metadata"]["annotations"]["nixdrift/host"] == host
-    assert obj["scope"]["name"] == host
+    assert obj["metadata"]["annotations"]["nixdrift/host"] == display(host)  # control characters escaped
+    assert obj["scope"]["name"] == display(host)
