@@ -194,7 +194,11 @@ def target_lines(scanned: ScanTarget | None) -> list[str]:
 def target_comment(scanned: ScanTarget | None) -> str:
     if scanned is None:
         return "# the report does not record which machine it scanned: --apply refuses"
-    ident = f"machine-id {scanned.machine_id}" if scanned.machine_id else f"system {comment(scanned.system or '-')}"
+    ident = (
+        f"machine-id {comment(scanned.machine_id)}"
+        if scanned.machine_id
+        else f"system {comment(scanned.system or '-')}"
+    )
     where = "its live root" if scanned.live else f"the tree below {comment(scanned.root)} (--root): --apply refuses"
     return f"# made for host {comment(scanned.host or '-')} ({ident}); the scan read {where}"
 
