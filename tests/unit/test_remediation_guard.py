@@ -215,3 +215,34 @@ def test_apply_runs_when_the_history_is_of_this_machines_live_root(tmp_path: Pat
     assert not victim.exists()
     assert [r.finding_id for r in store.remediations()] == ["etc/victim"]
     store.close()
+
+
+def test_auto_remediation_skips_a_history_of_another_machine_and_runs_nothing(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    from nixdrift.config import Config
+    from nixdrift.declared.model import DeclaredState
+    from nixdrift.models import FlakeInfo
+    from nixdrift.pipeline import ScanOptions
+    from nixdrift.service.worker import Worker
+    from nixdrift.sinks.journald import JournalSink
+
+    victim = tmp_path / "victim"
+    victim.write_text("drift")
+    other = ScanTarget("not-" + os.uname().nodename, OTHER_MID, None, "/", True)
+    store = store_with_report(tmp_path / "state", other)
+    store.appear(low_revert(victim))
+    worker = Worker(
+        Config(auto_remediate=True),
+        ScanOptions(flake=str(tmp_path), host="web1"),
+        tmp_path / "state",
+        store,
+        JournalSink(path=str(tmp_path / "no-journal")),
+        requeue=lambda job: None,
+    )
+    assert [f.id for f in worker.tracker.active.values() if remediate.eligible(f)] == ["etc/victim"]
+    worker._remediate(DeclaredState.from_json("web1", FlakeInfo(str(tmp_path)), {}))
+    assert victim.read_text() == "drift"
+    assert store.remediations() == []
+    assert "auto-remediation skipped: the report was made for host" in caplog.text
+    store.close()
