@@ -15,9 +15,9 @@ outcome := '{ rc=$?; case $rc in 1) echo "nixdrift: drift found (exit 1)" >&2 ;;
 default:
     @{{quote(just_executable())}} --justfile {{quote(justfile())}} --list
 
-# set up .venv and the system tools (idempotent)
-setup:
-    bash scripts/bootstrap.sh
+# set up .venv and the system tools (idempotent; --demo: only what the demo needs)
+setup *FLAGS:
+    bash scripts/bootstrap.sh {{FLAGS}}
 
 # (on drift or error: one line saying which, instead of just's "recipe failed" message)
 
@@ -32,7 +32,7 @@ drift-report DIR="drift-report":
     @{{nixdrift}} report --flake {{quote(flake)}} --host {{quote(host)}} --out {{quote(DIR)}} || {{outcome}}
 
 # build the bundled demo host and print its report
-demo *ARGS: setup
+demo *ARGS: (setup "--demo")
     {{venv}}/nixdrift demo {{ARGS}}
 
 # the whole test suite (what CI runs)

@@ -162,3 +162,82 @@ def test_color_auto_obeys_no_color_and_a_dumb_terminal(
     assert code == 1, out
     assert "users/group/wheel/member/bob" in out
     assert ("\x1b[" in out) is coloured, out[:400]
+
+
+# --- bootstrap: the demo's set-up is small, and every step says what it does --------------------
+
+_STUB = """#!/bin/sh
+echo "STUB $(basename "$0") $*" >&2
+case "$(basename "$0")" in
+  dpkg-query) [ -n "${STUB_INSTALLED:-}" ] && printf 'install ok installed'; exit 0 ;;
+  nix) echo "nix (Nix) 2.8.0" ;;
+  python*) if [ "$1 $2" = "-m venv" ]; then mkdir -p "$3/bin" && cp "$0" "$3/bin/python"; fi ;;
+esac
+"""
+
+
+def bootstrap(tmp_path: Path, *args: str, installed: bool = False) -> tuple[int, list[str]]:
+    """scripts/bootstrap.sh in a copy of the repository, with apt, dpkg, python and nix replaced by
+    stubs that log their arguments to the same stderr as the script's own progress lines."""
+    repo = tmp_path / "repo"
+    (repo / "scripts").mkdir(parents=True, exist_ok=True)
+    (repo / "scripts" / "bootstrap.sh").write_text((TOP / "scripts" / "bootstrap.sh").read_text())
+    stubs = tmp_path / "stubs"
+    stubs.mkdir(exist_ok=True)
+    for name in ("dpkg-query", "apt-get", "nix", "python3-stub"):
+        (stubs / name).write_text(_STUB)
+        (stubs / name).chmod(0o755)
+    env = {"PATH": f"{stubs}:/usr/bin:/bin", "PYTHON": str(stubs / "python3-stub"), "HOME": str(tmp_path)}
+    if installed:
+        env["STUB_INSTALLED"] = "1"
+    proc = subprocess.run(
+        ["bash", str(repo / "scripts" / "bootstrap.sh"), *args], capture_output=True, text=True, env=env, timeout=60
+    )
+    return proc.returncode, proc.stderr.splitlines()
+
+
+def _index(lines: list[str], start: str) -> int:
+    return next(i for i, line in enumerate(lines) if line.startswith(start))
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="as another user the script asks sudo")
+def test_the_demo_set_up_installs_nix_and_git_only_and_says_so(tmp_path: Path) -> None:
+    code, lines = bootstrap(tmp_path, "--demo")
+    assert code == 0, lines
+    installs = [line for line in lines if line.startswith("STUB apt-get install")]
+    assert len(installs) == 1 and installs[0].split()[-2:] == ["nix-bin", "git"], installs
+    pips = [line for line in lines if "-m pip install" in line]
+    assert len(pips) == 1 and pips[0].endswith(" -e ."), pips
+    # each step is announced before it runs
+    assert _index(lines, "bootstrap: updating the package lists") < _index(lines, "STUB apt-get update")
+    assert _index(lines, "bootstrap: installing nix-bin git (the demo") < _index(lines, "STUB apt-get install")
+    assert _index(lines, "bootstrap: creating the virtual environment") < _index(lines, "STUB python3-stub -m venv")
+    assert _index(lines, "bootstrap: installing nixdrift into .venv") < _index(lines, "STUB python -m pip")
+    assert lines[-1].startswith("bootstrap: ready (demo set-up")
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="as another user the script asks sudo")
+def test_the_full_set_up_adds_the_test_and_vm_tools(tmp_path: Path) -> None:
+    code, lines = bootstrap(tmp_path)
+    assert code == 0, lines
+    packages = {p for line in lines if line.startswith("STUB apt-get install") for p in line.split()[6:]}
+    assert {"nix-bin", "git", "aide", "nftables", "qemu-system-x86", "debootstrap"} <= packages
+    assert any(line.endswith("-e .[test]") for line in lines if "-m pip install" in line)
+    for announced in ("installing qemu-system-x86", "installing aide", "installing nixdrift and its test tools"):
+        assert any(line.startswith(f"bootstrap: {announced}") for line in lines), lines
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="as another user the script asks sudo")
+def test_a_second_bootstrap_installs_no_package(tmp_path: Path) -> None:
+    code, lines = bootstrap(tmp_path, installed=True)
+    assert code == 0, lines
+    assert not [line for line in lines if line.startswith("STUB apt-get")]
+    assert lines[-1].startswith("bootstrap: ready (full set-up")
+
+
+def test_the_readme_demo_line_sets_up_the_demo_only_and_its_test_line_is_what_ci_runs() -> None:
+    block = (TOP / "README.md").read_text().split("```sh\n", 1)[1].split("```", 1)[0]
+    demo, tests = (line.split("  #", 1)[0].strip() for line in block.splitlines()[:2])
+    assert demo == "bash scripts/bootstrap.sh --demo && .venv/bin/nixdrift demo"
+    assert tests == "bash scripts/bootstrap.sh && .venv/bin/pytest -q"
+    assert tests in (TOP / ".ci" / "run").read_text().splitlines()
