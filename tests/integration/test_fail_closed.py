@@ -96,6 +96,7 @@ def test_an_empty_root_says_services_unavailable_in_every_format(host: HostTree,
     out = tmp_path / "reports"
     report = nixdrift("report", *scan_args(built, empty, "--not-nixos-ok", "--out", str(out), "--max-age", "0"))
     assert report.returncode == 2, report.stderr
+    assert "nixdrift: not scanned:" in report.stderr and "exit 2, not clean" in report.stderr
     samples = prom_samples((out / "nixdrift.prom").read_text())
     assert samples['nixdrift_category_unavailable{category="services"}'] == 1
     assert samples['nixdrift_category_unavailable{category="service-config"}'] == 1

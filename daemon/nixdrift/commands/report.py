@@ -12,7 +12,7 @@ import sys
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from nixdrift.commands.common import add_scan_options, load_options, progress
+from nixdrift.commands.common import add_scan_options, exit_status, load_options, progress
 
 if TYPE_CHECKING:
     import logging
@@ -59,7 +59,7 @@ def run(args: argparse.Namespace) -> int:
         report = with_accepted(report, Path(state))
     for path in write_all(report, Path(args.out)):
         print(path, file=sys.stderr)
-    return pipeline.exit_code(report)
+    return exit_status(report)
 
 
 def from_daemon(state_dir: Path, max_age: float) -> Report | None:
