@@ -54,14 +54,24 @@ ACTIVATION_AND_SHADOW_UTILS = [
 ]
 
 
-@pytest.mark.parametrize("rel", ACTIVATION_AND_SHADOW_UTILS)
+@pytest.mark.parametrize("rel", [*ACTIVATION_AND_SHADOW_UTILS, "passwd.4242", "shadow.17", "subgid.3"])
 def test_what_activation_and_shadow_utils_write_is_not_drift(rel: str) -> None:
     assert compare([file(rel)]) == {}
 
 
-@pytest.mark.parametrize("rel", ["passwd.bak", "subuid~", "shadow-old", "subgid.locked", "login.defs"])
+@pytest.mark.parametrize(
+    "rel", ["passwd.bak", "subuid~", "shadow-old", "subgid.locked", "login.defs", "passwd.1x", "hosts.4242"]
+)
 def test_look_alikes_of_those_files_are_still_drift(rel: str) -> None:
     assert list(compare([file(rel)])) == [f"etc/{rel}"]
+
+
+def test_setup_etc_temporaries_of_managed_entries_are_not_drift() -> None:
+    """setup-etc.pl writes `<entry>.tmp` and renames it over each entry it installs: the daemon can
+    catch one mid-activation. A `.tmp` beside an entry the system does not manage is still drift."""
+    closure = [ClosureEntry("hosts", "symlink", None)]
+    links = [EtcEntry(name, EntryType.SYMLINK, target="/etc/static/hosts") for name in ("hosts", "hosts.tmp")]
+    assert list(compare([*links, file("notes.tmp")], closure)) == ["etc/notes.tmp"]
 
 
 # --- item 10: fixes for entries the flake already defines --------------------------------------

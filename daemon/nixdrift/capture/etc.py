@@ -108,6 +108,9 @@ def _matcher(patterns: tuple[str, ...]) -> Callable[[str], re.Match[str] | None]
 
 _SKIPPED = _matcher(SKIP)
 _ALLOWED = _matcher(ALLOW)
+# The account files' other temporaries, named by a process id: shadow-utils links `<file>.<pid>` to
+# take its lock, update-users-groups.pl (File::Slurp, atomic) writes `<file>.<pid>` and renames it.
+_ACCOUNT_TEMPORARY = re.compile(r"(?:passwd|group|shadow|gshadow|subuid|subgid)\.[0-9]+").fullmatch
 _SENSITIVE = _matcher(SENSITIVE)
 
 
@@ -116,7 +119,7 @@ def skipped(rel: str) -> bool:
 
 
 def allowed(rel: str) -> bool:
-    return _ALLOWED(rel) is not None
+    return _ALLOWED(rel) is not None or _ACCOUNT_TEMPORARY(rel) is not None
 
 
 def sensitive(rel: str) -> bool:

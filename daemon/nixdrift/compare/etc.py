@@ -178,7 +178,8 @@ def _expected_unlisted(rel: str, e: EtcEntry, data: EtcLive) -> bool:
     if data.closure is None:
         # no reference: links into /etc/static and recorded copies are taken as managed
         return (e.type is EntryType.SYMLINK and (e.target or "").startswith("/etc/static/")) or rel in data.clean
-    return False
+    # setup-etc.pl installs every managed entry as `<entry>.tmp` and renames it: seen mid-activation
+    return rel.endswith(".tmp") and rel[: -len(".tmp")] in data.closure
 
 
 def _unmanaged(rel: str, e: EtcEntry, data: EtcLive, d: DeclaredEtc | None) -> Finding:
