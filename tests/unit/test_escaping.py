@@ -117,6 +117,12 @@ def test_journald_fields_and_the_stderr_line_are_escaped(evil: Finding) -> None:
         assert_escaped(fields[key], key)
     assert_escaped(journald.encode(fields).decode("utf-8"), "the journal entry")
     assert_escaped(journald.stderr_line(alert), "the stderr alert")
+    # a comparator that passes a raw path as evidence (a repository file, a process name)
+    raw = evil.with_(evidence={"path": f"/etc/nixos/{EVIL}\x9b"})
+    raw_alert = journald.Alert.of(journald.Event.NEW, raw, why=f"seen in {EVIL}")
+    assert_escaped(journald.encode(raw_alert.fields()).decode("utf-8"), "the journal entry of raw evidence")
+    assert_escaped(journald.stderr_line(raw_alert), "the stderr alert of raw evidence")
+    assert raw_alert.fields()["NIXDRIFT_PATH"] == "/etc/nixos/x\\x1b[31m\\u202eback\\slash\\u009b"
 
 
 def test_script_comments_are_escaped_and_its_command_is_printable(evil: Finding) -> None:

@@ -2,7 +2,8 @@
 
 Every finding is born here, so this is where host data is made safe to show, store and send: the
 credentials of URL-like values are stripped everywhere, and the one-line values (id, subject,
-expected, actual, message) hold no control character (`sanitized`).
+expected, actual, message) hold no control character (`sanitized`): journald, the history
+database and every sink get them safe whatever a comparator passed.
 The escaping helpers live on the ground floor (`nixdrift.text`) and are re-exported for comparators.
 """
 
@@ -61,6 +62,6 @@ def finding(
         impact=impact,
         severity=severity,
         fix=_fix(nix, command, safe, reason),
-        # evidence is escaped by each comparator (printable) and by the renderers; credentials go here
+        # evidence keeps each comparator's own escaping (printable): sinks show it with display()
         evidence={"rule": rule_name, **{k: strip_userinfo(v) for k, v in (evidence or {}).items()}},
     )

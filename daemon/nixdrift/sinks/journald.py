@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 from typing import TextIO
 
 from nixdrift.models import Finding, Severity
+from nixdrift.text import display
 
 log = logging.getLogger(__name__)
 
@@ -68,7 +69,7 @@ class Alert:
 
     def fields(self) -> dict[str, str]:
         out = {
-            "MESSAGE": self.message,
+            "MESSAGE": display(self.message),
             "MESSAGE_ID": self.event.message_id,
             "PRIORITY": str(
                 self.severity.journald_priority if self.event not in (Event.RESOLVED, Event.RECOVERED) else 6
@@ -82,7 +83,7 @@ class Alert:
                 "NIXDRIFT_CATEGORY": f.category.value,
                 "NIXDRIFT_SEVERITY": f.severity.label,
                 "NIXDRIFT_SUBJECT": f.subject,
-                "NIXDRIFT_PATH": f.path,
+                "NIXDRIFT_PATH": display(f.path),  # evidence as the comparator wrote it: made one printable line
             }
         out |= {k.upper(): v for k, v in self.extra.items()}
         return out
@@ -104,8 +105,8 @@ def encode(fields: Mapping[str, str]) -> bytes:
 def stderr_line(alert: Alert) -> str:
     f = alert.finding
     if f is None:
-        return f"nixdrift: ALERT {alert.event.value} {alert.severity.label}: {alert.message}"
-    return (
+        return display(f"nixdrift: ALERT {alert.event.value} {alert.severity.label}: {alert.message}")
+    return display(  # a terminal reads it: no escape sequence from host data reaches it
         f"nixdrift: ALERT {alert.event.value} {f.severity.label} id={f.id} "
         f"subject={f.subject} path={f.path or '-'}: {alert.message}"
     )
