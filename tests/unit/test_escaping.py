@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pytest
 
-from nixdrift import models
+from nixdrift import cli, models
 from nixdrift.capture import etc as capture_etc
 from nixdrift.compare import etc as compare_etc
 from nixdrift.compare.common import finding, sh
@@ -27,6 +27,7 @@ from nixdrift.declared.model import DeclaredState
 from nixdrift.models import Category, Finding, FlakeInfo, Generations, Kind, Report, sort_findings
 from nixdrift.report import markdown, render, script
 from nixdrift.rootfs import Root
+from nixdrift.service.history import Store
 from nixdrift.sinks import journald, kube
 from nixdrift.text import display, nix_attr, nix_str, printable, quote
 
@@ -241,6 +242,16 @@ def test_the_users_fix_snippets_name_the_same_account_and_home() -> None:
     out = subprocess.run([NIX, "--eval", "--strict", "--json", "-E", expr], capture_output=True, text=True, timeout=60)
     assert out.returncode == 0, out.stderr
     assert json.loads(out.stdout) == {name: {"home": home}}
+
+
+def test_history_lists_a_hostile_watched_path_escaped(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    store = Store.open(tmp_path)
+    store.events([("changed", None, f"/etc/{EVIL}", f"by {EVIL}")])
+    store.close()
+    assert cli.main(["history", "--state-dir", str(tmp_path)]) == 0
+    out = capsys.readouterr().out
+    assert_escaped(out, "nixdrift history")
+    assert "/etc/x\\x1b[31m\\u202eback\\slash  by x\\x1b" in out
 
 
 def test_capture_never_imports_compare() -> None:

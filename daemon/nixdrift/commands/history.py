@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING
 from nixdrift.commands.common import add_config, severity_arg
 from nixdrift.commands.daemon import DEFAULT_STATE_DIR
 from nixdrift.errors import NixdriftError
+from nixdrift.report.text import safe_line
 
 if TYPE_CHECKING:
     from nixdrift.service.history import Store
@@ -91,7 +92,8 @@ def run(args: argparse.Namespace) -> int:
     for r in rows:
         what = r.finding_id or r.path or ""
         detail = f"  {r.detail}" if r.detail else ""
-        sys.stdout.write(f"{r.at}  {r.kind:<12} {r.severity or '-':<8} {what}{detail}\n")
+        line = f"{r.at}  {r.kind:<12} {r.severity or '-':<8} {what}{detail}"
+        sys.stdout.write(safe_line(line) + "\n")  # watched paths are host data: no escape reaches the terminal
     if not rows:
         print("nixdrift: no events match", file=sys.stderr)
     return 0
