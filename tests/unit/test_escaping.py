@@ -10,14 +10,13 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import socket
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
 
-from nixdrift import cli, models
+from nixdrift import cli, target
 from nixdrift.capture import etc as capture_etc
 from nixdrift.compare import etc as compare_etc
 from nixdrift.compare.common import finding, sh
@@ -48,16 +47,6 @@ def etc_findings(tmp_path: Path, name: str) -> dict[str, Finding]:
     return {f.id: f for f in compare_etc.compare(declared, section)}
 
 
-def this_machine() -> dict[str, object]:
-    """The record of a live scan of this machine, so that the script's host guard lets it run."""
-    target = getattr(models, "ScanTarget", None)
-    if target is None:  # a report that records no machine: scripts without the guard
-        return {}
-    machine_id = Path("/etc/machine-id").read_text().strip() if os.path.isfile("/etc/machine-id") else None
-    system = os.path.realpath("/run/current-system") if os.path.exists("/run/current-system") else None
-    return {"scanned": target(host=socket.gethostname(), machine_id=machine_id, system=system, root="/", live=True)}
-
-
 def report_of(*findings: Finding, host: str = "web1") -> Report:
     return Report(
         host=host,
@@ -66,7 +55,7 @@ def report_of(*findings: Finding, host: str = "web1") -> Report:
         generations=Generations(None, None, None),
         categories={Category.ETC: "drift"},
         findings=sort_findings(list(findings)),
-        **this_machine(),  # type: ignore[arg-type]
+        scanned=target.here(),  # a live scan of this machine: the script's host guard lets it run
     )
 
 
