@@ -18,11 +18,12 @@ from nixdrift.capture.manifests import (
     parse_manifest_nix,
     store_path_of,
 )
+from nixdrift.demo.hostbuilder import BUILD_USERS
 
 HELLO = "/nix/store/77x0nwfmcgjv8lfhirashvj67yvf39n1-hello-1.0"
 CURL_BIN = "/nix/store/0000000000000000000000000000000a-curl-8.4.0-bin"
 CURL_MAN = "/nix/store/0000000000000000000000000000000b-curl-8.4.0-man"
-NIX = ["--option", "substituters", ""]
+NIX = ["--option", "substituters", "", *BUILD_USERS]
 
 needs_nix = pytest.mark.skipif(shutil.which("nix-env") is None, reason="needs nix")
 

@@ -17,10 +17,11 @@ from hypothesis import strategies as st
 from nixdrift.capture import packages
 from nixdrift.compare import packages as c_packages
 from nixdrift.declared.model import DeclaredState
+from nixdrift.demo.hostbuilder import BUILD_USERS
 from nixdrift.models import Finding, FlakeInfo, Kind, Severity
 from nixdrift.rootfs import Root
 
-NIX = ["--option", "substituters", ""]
+NIX = ["--option", "substituters", "", *BUILD_USERS]
 needs_nix = pytest.mark.skipif(shutil.which("nix-env") is None, reason="needs nix")
 
 

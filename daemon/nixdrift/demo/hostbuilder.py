@@ -13,7 +13,9 @@ an operator would (see planters.py).
 
 from __future__ import annotations
 
+import grp
 import json
+import os
 import platform
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -44,7 +46,33 @@ VERSIONS: Mapping[str, str] = {
     "tmux": "3.5a",
     "netcat": "1.10",
 }
-NIX_OPTIONS = ("--option", "substituters", "", "--option", "sandbox", "false", "--max-jobs", "auto")
+
+
+def _build_user_options() -> tuple[str, ...]:
+    """Root with Debian's nix-bin alone (no `nixbld` group, no nix.conf) cannot build with build
+    users, which Nix asks for by default: build as root then, as a single-user install does."""
+    if os.geteuid() != 0:
+        return ()
+    try:
+        grp.getgrnam("nixbld")
+    except KeyError:
+        return ("--option", "build-users-group", "")
+    return ()
+
+
+BUILD_USERS = _build_user_options()
+# substituters first: planters pass NIX_OPTIONS[:3] and BUILD_USERS (profiles are built, not fetched)
+NIX_OPTIONS = (
+    "--option",
+    "substituters",
+    "",
+    "--option",
+    "sandbox",
+    "false",
+    *BUILD_USERS,
+    "--max-jobs",
+    "auto",
+)
 GIT_ID = (
     "-c",
     "user.name=nixdrift fixture",

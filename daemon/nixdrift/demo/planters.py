@@ -11,7 +11,7 @@ from nixdrift.declared.nix import NIX
 from nixdrift.demo import captured
 from nixdrift.demo.activate import setup_generation
 from nixdrift.demo.captured import LiveState, Mount
-from nixdrift.demo.hostbuilder import NIX_OPTIONS, build_package, build_toplevel, git
+from nixdrift.demo.hostbuilder import BUILD_USERS, NIX_OPTIONS, build_package, build_toplevel, git
 from nixdrift.process import run
 
 if TYPE_CHECKING:
@@ -49,7 +49,7 @@ class BuiltHost:
         store_path = build_package(package, version)
         profile = self.path(f"/nix/var/nix/profiles/per-user/{user}/profile")
         profile.parent.mkdir(parents=True, exist_ok=True)
-        run(["nix-env", *NIX_OPTIONS[:3], "-p", str(profile), "-i", store_path], timeout=300)
+        run(["nix-env", *NIX_OPTIONS[:3], *BUILD_USERS, "-p", str(profile), "-i", store_path], timeout=300)
         home = "/root" if user == "root" else f"/home/{user}"
         self._link(f"{home}/.nix-profile", f"/nix/var/nix/profiles/per-user/{user}/profile")
         return store_path
@@ -60,7 +60,10 @@ class BuiltHost:
         home = "/root" if user == "root" else f"/home/{user}"
         profile = self.path(f"{home}/.local/state/nix/profiles/profile")
         profile.parent.mkdir(parents=True, exist_ok=True)
-        run([*NIX, "profile", "install", *NIX_OPTIONS[:3], "--profile", str(profile), store_path], timeout=300)
+        run(
+            [*NIX, "profile", "install", *NIX_OPTIONS[:3], *BUILD_USERS, "--profile", str(profile), store_path],
+            timeout=300,
+        )
         return store_path
 
     def _link(self, host_path: str, target: str) -> None:
