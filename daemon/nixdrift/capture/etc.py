@@ -28,7 +28,7 @@ from nixdrift.capture import accounts, digests
 from nixdrift.capture.closure import toplevel_dir
 from nixdrift.declared.model import DeclaredState
 from nixdrift.models import Category, Section
-from nixdrift.rootfs import Root
+from nixdrift.rootfs import Root, read_regular
 from nixdrift.text import printable
 
 SNAPSHOT_PATHS: tuple[str, ...] = ("/etc",)
@@ -286,8 +286,8 @@ class _Owners:
 
 
 def _sidecar(path: Path) -> str | None:
-    try:
-        return path.read_text(errors="surrogateescape").strip()
+    try:  # a plain file of a few bytes, as make-etc.sh writes it; never a link out of the root
+        return read_regular(path, limit=4096).decode("utf-8", errors="surrogateescape").strip()
     except OSError:
         return None
 
