@@ -88,6 +88,8 @@ def test_markdown_shows_the_escapes_in_prose_and_code(evil: Finding) -> None:
     assert_escaped(md, "Markdown")
     assert "### etc/x\\\\x1b\\[31m\\\\u202eback\\\\\\\\slash" in md  # prose: Markdown-escaped too
     assert "rm -- $'/etc/x\\x1b[31m\\xe2\\x80\\xaeback\\\\slash'" in md  # the command, as bash reads it
+    # code blocks keep their lines and tabs, and escape the rest as the prose does
+    assert markdown.visible("a\x9b\tb\nc\u202e\udcff") == "a\\u009b\tb\nc\\u202e\\xff"
 
 
 def test_policy_report_values_are_escaped(evil: Finding) -> None:

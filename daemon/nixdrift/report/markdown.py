@@ -12,6 +12,7 @@ from collections.abc import Mapping
 
 from nixdrift.models import Category, Finding, Report, Severity, sort_findings
 from nixdrift.report.text import safe_line
+from nixdrift.text import display
 
 SEVERITIES = tuple(sorted(Severity, reverse=True))  # critical first
 _MD_SPECIAL = re.compile(r"([\\`*_\[\]<>|#!~&$])")
@@ -46,20 +47,10 @@ def md_text(text: str) -> str:
 
 
 def visible(text: str) -> str:
-    """Text for a code block: exact except control and format characters and undecodable bytes (escaped),
-    so the file stays valid UTF-8 and holds no terminal escapes; newlines and tabs are kept."""
-    out: list[str] = []
-    for ch in text:
-        code = ord(ch)
-        if 0xD800 <= code <= 0xDFFF:
-            out.append(f"\\x{code - 0xDC00:02x}" if code >= 0xDC80 else f"\\u{code:04x}")
-        elif ch.isprintable() or ch in "\n\t":
-            out.append(ch)
-        elif code < 0x100:
-            out.append(f"\\x{code:02x}")
-        else:  # bidi overrides, line separators: they would make the code read differently
-            out.append(f"\\u{code:04x}")
-    return "".join(out)
+    """Text for a code block: exact except control and format characters and undecodable bytes, shown
+    escaped as everywhere else (`text.display`), so the file stays valid UTF-8 and holds no terminal
+    escapes or bidi controls; newlines and tabs are kept."""
+    return "\n".join("\t".join(display(part) for part in line.split("\t")) for line in text.split("\n"))
 
 
 def _fence(text: str) -> str:
