@@ -28,6 +28,8 @@ HEAVY = (
     "watchdog",
     "sqlite3",
     "nixdrift.pipeline",
+    "nixdrift.models",
+    "nixdrift.report",
     "nixdrift.capture",
     "nixdrift.compare",
     "nixdrift.declared",

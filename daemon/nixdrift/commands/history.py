@@ -12,7 +12,6 @@ from typing import TYPE_CHECKING
 from nixdrift.commands.common import add_config, severity_arg
 from nixdrift.commands.daemon import DEFAULT_STATE_DIR
 from nixdrift.errors import NixdriftError
-from nixdrift.report.text import safe_line
 
 if TYPE_CHECKING:
     from nixdrift.service.history import Store
@@ -74,6 +73,8 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from nixdrift.report.text import safe_line
+
     store = open_store(args)
     try:
         rows = store.query_events(
