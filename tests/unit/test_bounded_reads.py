@@ -351,3 +351,37 @@ def test_a_current_system_link_loop_makes_packages_unavailable(root: Root) -> No
     assert section.unavailable == (
         "the system's or a profile's links cannot be followed: too many levels of symbolic links: /run/current-system"
     )
+
+
+def _nft_with(rule_expr: list[dict[str, object]]) -> str:
+    rule = {"family": "inet", "table": "nixos-fw", "chain": "input", "handle": 9, "expr": rule_expr}
+    return json.dumps({"nftables": [*NFT["nftables"], {"rule": rule}]})
+
+
+DPORT_BAD: dict[str, object] = {
+    "match": {"op": "==", "left": {"payload": {"protocol": "tcp", "field": "dport"}}, "right": "nope"}
+}
+
+
+def test_an_accept_rule_that_cannot_be_read_leaves_the_firewall_unjudged(root: Root) -> None:
+    # the unread rule may be the port opened by hand: no "ok", no verdict from the other rules
+    below(root, "/.nixdrift/nft.json").write_text(_nft_with([DPORT_BAD, {"accept": None}]))
+    section = capture_firewall.capture(root, declared(firewall={"enable": True, "backend": "nftables"}))
+    assert section.data is None
+    assert section.unavailable is not None
+    assert "nft.json:4: a rule that accepts traffic cannot be read: not a port: nope" in section.unavailable
+
+
+def test_a_drop_rule_that_cannot_be_read_is_only_a_problem(root: Root) -> None:
+    below(root, "/.nixdrift/nft.json").write_text(_nft_with([DPORT_BAD, {"drop": None}]))
+    section = capture_firewall.capture(root, declared(firewall={"enable": True, "backend": "nftables"}))
+    assert section.unavailable is None and section.data is not None
+    assert section.problems == ("nft.json:4: not a port: nope",)
+
+
+def test_an_iptables_accept_rule_that_cannot_be_read_leaves_the_firewall_unjudged(root: Root) -> None:
+    bad = "-A nixos-fw -p tcp --dport 99999 -j nixos-fw-accept\n"
+    below(root, "/.nixdrift/iptables-save.txt").write_text(IPTABLES.replace("COMMIT", bad + "COMMIT"))
+    section = capture_firewall.capture(root, declared(firewall={"enable": True, "backend": "iptables"}))
+    assert section.data is None and section.unavailable is not None
+    assert "iptables-save:7: a rule that accepts traffic cannot be read: bad port range '99999'" in section.unavailable

@@ -66,8 +66,8 @@ def _source(root: Root, name: str) -> str:
 
 
 def _parsed(root: Root, name: str, parsed: Parsed[FwRecord]) -> Parsed[FwRecord]:
-    if parsed.unreadable is not None:
-        raise _Unreadable(f"{_source(root, name)}: {parsed.unreadable}")
+    if (why := parsed.unjudged) is not None:
+        raise _Unreadable(f"{_source(root, name)}: {why}")
     return parsed
 
 

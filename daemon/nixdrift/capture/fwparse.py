@@ -166,6 +166,7 @@ def read_iptables_save(text: str, family: str = "ipv4") -> Parsed[FwRecord]:
     problems: list[str] = []
     table = ""
     uncommitted: list[tuple[int, str]] = []  # (line, table) opened and not yet committed
+    voiding: list[str] = []
     chains: dict[str, str] = {}  # filter chain -> policy
     input_jumps: set[str] = set()
     fw_targets: set[str] = set()
@@ -203,6 +204,9 @@ def read_iptables_save(text: str, family: str = "ipv4") -> Parsed[FwRecord]:
                 raise ValueError("not a table, chain or rule line")
         except ValueError as exc:
             problems.append(f"{name}:{lineno}: {exc}")
+            words = line.split()
+            if table == "filter" and words[1:2] and words[1] in IPT_CHAINS and ACCEPT_TARGETS & set(words):
+                voiding.append(f"{name}:{lineno}: a rule that accepts traffic cannot be read: {exc}")
     if "nixos-fw" in chains:
         hooked = "nixos-fw" in input_jumps
         refuses = bool(fw_targets & REFUSE_TARGETS) or chains.get("INPUT") in ("DROP", "REJECT")
@@ -214,4 +218,4 @@ def read_iptables_save(text: str, family: str = "ipv4") -> Parsed[FwRecord]:
     unreadable = f"{name}:{cut[0]}: table {cut[1][:40]!r} has no COMMIT: the output is cut short" if cut else None
     if not table and problems:  # nothing but lines it cannot read: some other file
         unreadable = f"{name}: no table in it: not {name} output"
-    return Parsed(tuple(records), tuple(problems), unreadable)
+    return Parsed(tuple(records), tuple(problems), unreadable, voiding=tuple(voiding))

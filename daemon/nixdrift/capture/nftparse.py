@@ -291,6 +291,7 @@ def read_nft_json(text: str) -> Parsed[FwRecord]:
     if not isinstance(items, list):
         return Parsed((), (), 'nft.json:1: no "nftables" list')
     problems: list[str] = []
+    voiding: list[str] = []
     tables: set[tuple[str, str]] = set()
     chains: dict[tuple[str, str, str], dict[str, Any]] = {}
     sets: dict[tuple[str, str, str], Any] = {}
@@ -330,9 +331,25 @@ def read_nft_json(text: str) -> Parsed[FwRecord]:
                     accepts.extend(_nft_accepts(scope, body, rule, sets))
             except (ValueError, TypeError, RecursionError) as exc:
                 problems.append(f"nft.json:{index}: {str(exc)[:160]}")
+                if _accepts(body.get("expr")):
+                    voiding.append(f"nft.json:{index}: a rule that accepts traffic cannot be read: {str(exc)[:160]}")
         records.append(_nft_base(scope, chains, targets))
         records.extend(accepts)
-    return Parsed(tuple(records), tuple(problems))
+    return Parsed(tuple(records), tuple(problems), voiding=tuple(voiding))
+
+
+def _accepts(expr: Any) -> bool:
+    """Does a rule (that could not be read) end in accepting the packet?"""
+    for item in expr if isinstance(expr, list) else ():
+        if not isinstance(item, dict):
+            continue
+        if "accept" in item:
+            return True
+        for key in ("jump", "goto"):
+            body = item.get(key)
+            if isinstance(body, dict) and body.get("target") in ACCEPT_TARGETS:
+                return True
+    return False
 
 
 def _jump_targets(expr: Any) -> set[str]:

@@ -20,6 +20,19 @@ class Parsed(Generic[T]):
     problems: tuple[str, ...] = ()  # entries that were skipped, each "<source>:<line>: <why>"
     unreadable: str | None = None  # why the source as a whole could not be read
     notes: tuple[str, ...] = ()  # worth saying, but nothing was skipped (an unknown format version)
+    # skipped entries (also in `problems`) that leave the source unjudged: a firewall rule that
+    # accepts traffic on ports it could not read may be the one port opened by hand
+    voiding: tuple[str, ...] = ()
+
+    @property
+    def unjudged(self) -> str | None:
+        """Why no verdict may be drawn from this source: unreadable, or an entry that mattered was skipped."""
+        if self.unreadable is not None:
+            return self.unreadable
+        if self.voiding:
+            more = f" (and {len(self.voiding) - 1} more)" if len(self.voiding) > 1 else ""
+            return f"{self.voiding[0]}{more}"
+        return None
 
     @property
     def all_problems(self) -> tuple[str, ...]:
