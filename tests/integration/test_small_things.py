@@ -243,3 +243,21 @@ def test_the_readme_demo_line_sets_up_the_demo_only_and_its_test_line_is_what_ci
     assert demo == "bash scripts/bootstrap.sh --demo && .venv/bin/nixdrift demo"
     assert tests == "bash scripts/bootstrap.sh && .venv/bin/pytest -q"
     assert tests in (TOP / ".ci" / "run").read_text().splitlines()
+
+
+def test_explain_of_a_saved_report_loads_no_collector(tmp_path: Path) -> None:
+    report = {
+        "schema_version": 1,
+        "host": "web1",
+        "generated_at": "2024-05-01T10:00:00Z",
+        "flake": {"reference": "/etc/nixos", "revision": None, "dirty": False},
+        "generations": {"declared": None, "current": None, "booted": None},
+        "categories": {},
+        "findings": [],
+    }
+    saved = tmp_path / "drift-report.json"
+    saved.write_text(json.dumps(report))
+    code, loaded, out = probe("explain", "--dry-run", str(saved))
+    assert code == 0
+    assert json.loads(out)  # the request it would send
+    assert "nixdrift.pipeline" not in loaded and "nixdrift.capture" not in loaded, loaded

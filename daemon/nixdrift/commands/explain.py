@@ -49,12 +49,14 @@ def _load_report(path: str) -> Report:
 
 def run(args: argparse.Namespace) -> int:
     from nixdrift import config as config_mod
-    from nixdrift import explain, pipeline
+    from nixdrift import explain
 
-    if args.report:
+    if args.report:  # a report from a file: no scan, so no collector is loaded
         cfg = config_mod.load(args.config)
         report = _load_report(args.report)
     else:
+        from nixdrift import pipeline
+
         cfg, opts = load_options(args)
         if not cfg.explain.url and not args.dry_run:
             raise NixdriftError(_off_message())
