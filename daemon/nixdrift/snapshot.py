@@ -174,7 +174,7 @@ class _Copier:
         if stat.S_ISLNK(st.st_mode):
             if dst.is_symlink() or dst.exists():
                 dst.unlink()
-            os.symlink(os.readlink(src), dst)
+            os.symlink(strip_userinfo(os.readlink(src)), dst)  # a link to postgres://user:password@db
         elif stat.S_ISDIR(st.st_mode):
             if host_path == REPO:
                 self._repo(src, dst)

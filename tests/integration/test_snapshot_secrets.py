@@ -33,6 +33,7 @@ SECRETS = {
     "host-key": "HostKeyNeverLeaves",
     "mount": "MountPassNeverLeaves",
     "stray-key": "StrayKeyNeverLeaves",
+    "link": "LinkPassNeverLeaves",
 }
 PEM = "-----BEGIN OPENSSH PRIVATE KEY-----\n{}\n-----END OPENSSH PRIVATE KEY-----\n"
 
@@ -71,6 +72,7 @@ def plant_secrets(built: BuiltHost) -> None:
     write("/run/systemd/system/postgresql.service", closure_unit)
     built.add_dropin("sshd.service", f"[Service]\nEnvironment=PW={SECRETS['dropin']}\nExecStart=\nExecStart=/bin/x\n")
     built.mount("/mnt/ftp", f"curlftpfs#ftp://bob:{SECRETS['mount']}@ftp.example", "fuse")
+    built.path("/etc/app/db").symlink_to(f"postgres://admin:{SECRETS['link']}@db/prod")
 
 
 def snapshot_of(built: BuiltHost, out: Path) -> dict[str, object]:
@@ -93,6 +95,7 @@ def test_a_snapshot_holds_no_secret_and_checks_like_the_host(demo_built: BuiltHo
     record = snapshot_of(demo_built, out)
 
     every_byte = b"".join(p.read_bytes() for p in out.rglob("*") if p.is_file() and not p.is_symlink())
+    every_byte += b"".join(os.fsencode(os.readlink(p)) for p in out.rglob("*") if p.is_symlink())
     for name, secret in SECRETS.items():
         assert secret.encode() not in every_byte, f"the snapshot holds the {name} secret"
     assert b"PRIVATE KEY" not in every_byte
@@ -126,6 +129,7 @@ def test_a_snapshot_holds_no_secret_and_checks_like_the_host(demo_built: BuiltHo
     assert "ExecStart differs: sha256 " in changed.message  # still detected from digests in the snapshot
     assert not any(f.id.startswith("service-config/postgresql") for f in in_snapshot.findings)
     assert "etc/app/secret.env" in {f.id for f in in_snapshot.findings}
+    assert next(f for f in in_snapshot.findings if f.id == "etc/app/db").actual == "symlink -> postgres://db/prod"
     assert in_snapshot.categories[Category.ETC] == on_host.categories[Category.ETC] == "drift"
 
 
