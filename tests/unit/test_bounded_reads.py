@@ -385,3 +385,14 @@ def test_an_iptables_accept_rule_that_cannot_be_read_leaves_the_firewall_unjudge
     section = capture_firewall.capture(root, declared(firewall={"enable": True, "backend": "iptables"}))
     assert section.data is None and section.unavailable is not None
     assert "iptables-save:7: a rule that accepts traffic cannot be read: bad port range '99999'" in section.unavailable
+
+
+def test_a_mountinfo_line_that_cannot_be_read_makes_mounts_unavailable(root: Root) -> None:
+    # the line lost may be the NFS mount made by hand
+    line = "22 1 0:21 / / rw,relatime - ext4 /dev/vda1 rw\n"
+    below(root, "/proc/self/mountinfo").write_text(line + "40 22 0:50 / /mnt/nas rw nfs4 nas:/export rw\n")
+    section = capture_mounts.capture(root, declared())
+    assert section.data is None
+    assert section.unavailable == (
+        "a line the kernel wrote cannot be read: /proc/self/mountinfo:2: no '-' separator after the optional fields"
+    )

@@ -151,14 +151,14 @@ def capture(root: Root, declared: DeclaredState) -> Section[MountsLive]:
     read = _read(root, SWAPS)
     swaps_text = read if isinstance(read, str) else None
     if isinstance(read, OSError) and not isinstance(read, FileNotFoundError):
-        problems += (f"{SWAPS}: cannot be read: {reason(read)}",)
+        return Section.missing(Category.MOUNTS, f"{SWAPS} cannot be read: {reason(read)}")
     swaps, swap_problems = parse_swaps(swaps_text) if swaps_text is not None else ((), ())
+    if problems or swap_problems:  # the kernel writes no bad line: a damaged copy, and the line lost may matter
+        damaged = (*problems, *swap_problems)
+        more = f" (and {len(damaged) - 1} more)" if len(damaged) > 1 else ""
+        return Section.missing(Category.MOUNTS, f"a line the kernel wrote cannot be read: {damaged[0]}{more}")
     wanted = [declared_device(fs.device, fs.label) for fs in declared.file_systems.values()]
     wanted += [declared_device(s.device, s.label) for s in declared.swap_devices]
     live = [m.source for m in mounts] + [s.filename for s in swaps]
     devices = _resolve_devices(root, [p for p in wanted + live if p])
-    return Section(
-        Category.MOUNTS,
-        MountsLive(mounts, swaps if swaps_text is not None else None, devices),
-        problems=problems + swap_problems,
-    )
+    return Section(Category.MOUNTS, MountsLive(mounts, swaps if swaps_text is not None else None, devices))
