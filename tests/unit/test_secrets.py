@@ -150,6 +150,7 @@ def test_url_credentials_never_reach_a_finding_nor_any_format() -> None:
     assert f.actual == "curlftpfs#ftp://ftp.example (fuse)"
     assert not f.fix.safe  # a command that lost its credentials is only shown, never run
     outputs = {
+        "json": render(report, "json"),
         "text": render(report, "text"),
         "markdown": markdown.render(report),
         "script": script.render(report),
