@@ -53,6 +53,9 @@ CREATE TABLE IF NOT EXISTS events(
   seq INTEGER PRIMARY KEY, at TEXT NOT NULL, kind TEXT NOT NULL, finding_id TEXT, category TEXT,
   severity TEXT, path TEXT, detail TEXT NOT NULL DEFAULT '');
 CREATE INDEX IF NOT EXISTS events_at ON events(at);
+CREATE TABLE IF NOT EXISTS alerts(
+  seq INTEGER PRIMARY KEY, at TEXT NOT NULL, body TEXT NOT NULL, delivered_at TEXT);
+CREATE INDEX IF NOT EXISTS alerts_undelivered ON alerts(delivered_at, seq);
 CREATE TABLE IF NOT EXISTS remediations(
   seq INTEGER PRIMARY KEY, at TEXT NOT NULL, finding_id TEXT NOT NULL, command TEXT NOT NULL,
   returncode INTEGER, output TEXT NOT NULL DEFAULT '', verified INTEGER);
@@ -105,6 +108,7 @@ class Store:
         self.conn = conn
         self.path = path
         self._lock = threading.RLock()
+        self._depth = 0  # transactions nested on the thread holding the lock join the outermost
 
     @classmethod
     def open(cls, state_dir: Path, *, repair: bool = True) -> Store:
@@ -136,8 +140,22 @@ class Store:
 
     @contextmanager
     def tx(self) -> Iterator[sqlite3.Connection]:
-        with self._lock, self.conn:
-            yield self.conn
+        """One transaction. A `tx()` inside another (same thread: the lock is held) joins it, so a
+        caller can make several writes (a finding, its event, its alert) commit or fail together."""
+        with self._lock:
+            if self._depth:
+                self._depth += 1
+                try:
+                    yield self.conn
+                finally:
+                    self._depth -= 1
+                return
+            self._depth = 1
+            try:
+                with self.conn:
+                    yield self.conn
+            finally:
+                self._depth = 0
 
     # meta ---------------------------------------------------------------------------------------
     def put_meta(self, key: str, value: str) -> None:
@@ -263,6 +281,40 @@ class Store:
                 )
                 done.append(f.id)
         return done
+
+    def touch(self, categories: Iterable[str], stamp: str) -> None:
+        """Last seen of every active finding of these categories: one statement, no row rewritten."""
+        cats = sorted(categories)
+        if cats:
+            with self.tx() as c:
+                marks = ",".join("?" * len(cats))
+                c.execute(
+                    f"UPDATE findings SET last_seen = ? WHERE resolved_at IS NULL AND category IN ({marks})",
+                    (stamp, *cats),
+                )
+
+    # alerts: the outbox journald is fed from ---------------------------------------------------
+    def queue_alerts(self, bodies: Iterable[str]) -> None:
+        """Alerts to deliver, written in the caller's transaction with the change they announce."""
+        stamp = now_iso()
+        with self.tx() as c:
+            c.executemany("INSERT INTO alerts(at, body) VALUES(?, ?)", [(stamp, b) for b in bodies])
+
+    def undelivered(self, limit: int = 100) -> list[tuple[int, str]]:
+        with self._lock:
+            rows = self.conn.execute(
+                "SELECT seq, body FROM alerts WHERE delivered_at IS NULL ORDER BY seq LIMIT ?", (limit,)
+            ).fetchall()
+        return [(int(r[0]), str(r[1])) for r in rows]
+
+    def delivered(self, seqs: Iterable[int]) -> None:
+        stamp = now_iso()
+        with self.tx() as c:
+            c.executemany("UPDATE alerts SET delivered_at = ? WHERE seq = ?", [(stamp, q) for q in seqs])
+            c.execute(  # delivered alerts are kept a week, for `why did I get this`
+                "DELETE FROM alerts WHERE delivered_at IS NOT NULL AND delivered_at < ?",
+                (time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(time.time() - 7 * DAY)),),
+            )
 
     # events -------------------------------------------------------------------------------------
     def events(self, rows: Iterable[tuple[str, Finding | None, str, str]]) -> None:

@@ -203,6 +203,11 @@ class Service:
         for seq, started, cats in self.store.interrupted_scans():
             log.warning("scan %d (%s, started %s) was interrupted; the start scan covers it", seq, cats, started)
         self.store.close_interrupted()
+        try:
+            if delivered := self.worker.deliver():  # recorded by a previous life, never delivered
+                log.warning("delivered %d alert(s) recorded before the last stop", delivered)
+        except sqlite3.Error as exc:  # the first scan's delivery tries again
+            self.worker.degrade("database", f"history database unreadable: {exc}")
         self.debouncer.start()
         self.watcher.start()
         self.pending.add(Job(full=True, reevaluate=True, reasons=frozenset({"start"})))

@@ -1,6 +1,7 @@
 """What is drifting now: reconcile a capture's findings with the recorded ones.
 
-New findings are recorded before anyone is alerted (a crash loses no finding); the same id
+A finding's state change, its history event and its alert are one transaction; alerts are then
+delivered from that record (an outbox), so a crash neither loses nor repeats one. The same id
 appearing more than `REPEAT_LIMIT` times in 24 h escalates one level and says why; findings that
 disappear from a category that was captured are resolved; accepted findings stay visible but
 quiet until their actual value changes.
@@ -8,7 +9,9 @@ quiet until their actual value changes.
 
 from __future__ import annotations
 
+import json
 import logging
+import posixpath
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from types import MappingProxyType
@@ -22,6 +25,8 @@ from nixdrift.sinks.journald import Alert, Event
 log = logging.getLogger(__name__)
 
 REPEAT_LIMIT = 3
+COALESCE_OVER = 20  # alerts of one event below one directory, in one reconcile, before they become one
+FIRST_PATHS = 5  # paths a coalesced alert names
 
 Attributor = Callable[[Finding], str]
 
@@ -31,6 +36,45 @@ def escalate(f: Finding, why: str) -> Finding:
     after = before.escalated()
     evidence = {**f.evidence, "escalated": f"{before.label} -> {after.label}: {why}"}
     return f.with_(severity=after, message=f"{f.message} (escalated from {before.label}: {why})", evidence=evidence)
+
+
+def coalesce(alerts: list[Alert], limit: int = COALESCE_OVER) -> list[Alert]:
+    """A burst is one alert per directory and event: more than `limit` alerts of one event below one
+    directory become a single alert naming the count and the first paths (history keeps each)."""
+    groups: dict[tuple[Event, str], list[Alert]] = {}
+    for a in alerts:
+        if a.finding is not None and a.event in (Event.NEW, Event.RESOLVED) and a.finding.path:
+            groups.setdefault((a.event, posixpath.dirname(a.finding.path)), []).append(a)
+    out: list[Alert] = []
+    said: set[tuple[Event, str]] = set()
+    for a in alerts:
+        key = (a.event, posixpath.dirname(a.finding.path)) if a.finding is not None and a.finding.path else None
+        group = groups.get(key) if key is not None else None
+        if key is None or group is None or len(group) <= limit:
+            out.append(a)
+            continue
+        if key in said:
+            continue
+        said.add(key)
+        event, directory = key
+        paths = sorted(g.finding.path for g in group if g.finding is not None)
+        first = ", ".join(paths[:FIRST_PATHS])
+        categories = sorted({g.finding.category.value for g in group if g.finding is not None})
+        what = "new findings" if event is Event.NEW else "findings resolved"
+        out.append(
+            Alert(
+                event,
+                f"{event.value}: {len(group)} {what} below {directory} ({', '.join(categories)}): {first}, ...",
+                max(g.severity for g in group),
+                extra={
+                    "NIXDRIFT_COUNT": str(len(group)),
+                    "NIXDRIFT_PATH": directory,
+                    "NIXDRIFT_CATEGORY": ",".join(categories),
+                    "NIXDRIFT_PATHS": "\n".join(paths[:FIRST_PATHS]),
+                },
+            )
+        )
+    return out
 
 
 @dataclass(slots=True)
@@ -52,6 +96,7 @@ class Tracker:
         self.status: dict[Category, str] = {}
         self.problems: dict[Category, tuple[str, ...]] = {}
         self._failed: set[Category] = set()
+        self.seen_at: dict[Category, str] = {}  # when each category's unchanged findings were last seen
         # what other threads read (STATUS): replaced whole, never mutated, so never read mid-update
         self.counts: Mapping[str, int] = self._count()
 
@@ -68,28 +113,43 @@ class Tracker:
         source: Source = Source.SCAN,
         attribute: Attributor | None = None,
     ) -> Outcome:
+        """Record what changed and queue its alerts in ONE transaction (findings, history events and
+        the alert outbox commit together or not at all); memory follows only once it committed.
+        The caller delivers the queued alerts (`Store.undelivered`)."""
         out = Outcome()
         captured = {c for c, s in sections.items() if s.unavailable is None}
-        self._note_failures(sections, out)
         current = {f.id: f for f in findings if f.category in captured}
         accepted = self.store.accepted()
         previous = {i: f for i, f in self.active.items() if f.category in captured}
         stamp = now_iso()
-        updates: list[Finding] = []
-        events: list[tuple[str, Finding | None, str, str]] = []
-        for fid, fresh in sorted(current.items()):
+        # attribution asks the journal: before the transaction, which holds the database lock
+        fresh_new: dict[str, Finding] = {}
+        for fid in sorted(set(current) - set(previous)):
             baseline = accepted.get(fid)
-            is_accepted = baseline is not None and baseline[0] == fresh.actual
-            old = previous.get(fid)
-            if old is None:
-                f = self._appear(fresh.with_(source=source, accepted=is_accepted), attribute)
-                out.new.append(f)
-                events.append(("new", f, "", f.actual))
-                if not f.accepted and f.severity >= self.threshold:
-                    out.alerts.append(Alert.of(Event.NEW, f))
-            else:
+            f = current[fid].with_(source=source, accepted=baseline is not None and baseline[0] == current[fid].actual)
+            if attribute is not None and f.source is Source.REALTIME:
+                f = f.with_(evidence={**f.evidence, "attribution": attribute(f)})
+            fresh_new[fid] = f
+        changed: dict[str, Finding] = {}
+        events: list[tuple[str, Finding | None, str, str]] = []
+        with self.store.tx():
+            failures = self._note_failures(sections, out)
+            for fid, fresh in sorted(current.items()):
+                baseline = accepted.get(fid)
+                is_accepted = baseline is not None and baseline[0] == fresh.actual
+                old = previous.get(fid)
+                if old is None:
+                    f = self._appear(fresh_new[fid])
+                    out.new.append(f)
+                    changed[fid] = f
+                    events.append(("new", f, "", f.actual))
+                    if not f.accepted and f.severity >= self.threshold:
+                        out.alerts.append(Alert.of(Event.NEW, f))
+                    continue
                 f = self._carry(old, fresh, stamp, is_accepted)
-                updates.append(f)
+                if f.with_(last_seen=old.last_seen) == old:
+                    continue  # unchanged: only its last seen moves (one statement for all, below)
+                changed[fid] = f
                 if old.accepted and not f.accepted and baseline is not None:
                     events.append(("new", f, "", f"changed since accepted ({baseline[0]!r} -> {f.actual!r})"))
                     if f.severity >= self.threshold:
@@ -102,31 +162,37 @@ class Tracker:
                     events.append(("changed", f, "", f"{old.actual!r} -> {f.actual!r}"))
                     if not f.accepted and f.severity >= self.threshold:
                         out.alerts.append(Alert.of(Event.NEW, f, f"changed again, was {old.actual!r}"))
-            self.active[fid] = f
-        gone = [previous[i] for i in sorted(set(previous) - set(current))]
+            gone = [previous[i] for i in sorted(set(previous) - set(current))]
+            for f in gone:
+                out.resolved.append(f)
+                events.append(("resolved", f, "", ""))
+                if not f.accepted and f.severity >= self.threshold:
+                    out.alerts.append(Alert.of(Event.RESOLVED, f))
+            self.store.touch((c.value for c in captured), stamp)
+            self.store.seen([f for fid, f in changed.items() if fid in previous])
+            self.store.resolve(f.id for f in gone)
+            self.store.events(events)
+            out.alerts = coalesce(out.alerts)
+            self.store.queue_alerts(json.dumps(a.to_json(), sort_keys=True) for a in out.alerts)
+        # committed: now memory may follow
+        self._failed = failures
+        self.active.update(changed)
         for f in gone:
             del self.active[f.id]
-            out.resolved.append(f)
-            events.append(("resolved", f, "", ""))
-            if not f.accepted and f.severity >= self.threshold:
-                out.alerts.append(Alert.of(Event.RESOLVED, f))
-        self.store.seen(updates)
-        self.store.resolve(f.id for f in gone)
-        self.store.events(events)
+        for c in captured:
+            self.seen_at[c] = stamp
         self._update_status(sections)
         self.counts = self._count()
         return out
 
-    def _appear(self, f: Finding, attribute: Attributor | None) -> Finding:
+    def _appear(self, f: Finding) -> Finding:
+        """Inside the caller's transaction: record the appearance, escalate repeated drift."""
         stored, recent = self.store.appear(f)
-        f = stored
-        if recent > REPEAT_LIMIT:
-            f = escalate(f, f"appeared {recent} times in 24 h")
-        if attribute is not None and f.source is Source.REALTIME:
-            f = f.with_(evidence={**f.evidence, "attribution": attribute(f)})
-        if f is not stored:
-            self.store.seen([f])
-        return f
+        if recent <= REPEAT_LIMIT:
+            return stored
+        out = escalate(stored, f"appeared {recent} times in 24 h")
+        self.store.seen([out])
+        return out
 
     def _carry(self, old: Finding, fresh: Finding, stamp: str, is_accepted: bool) -> Finding:
         f = fresh.with_(
@@ -143,18 +209,22 @@ class Tracker:
             f = f.with_(evidence={**f.evidence, "attribution": old.evidence["attribution"]})
         return f
 
-    def _note_failures(self, sections: Mapping[Category, Section[Any]], out: Outcome) -> None:
+    def _note_failures(self, sections: Mapping[Category, Section[Any]], out: Outcome) -> set[Category]:
+        """Record and alert categories whose capture failed (once until they succeed); returns the
+        failed set to keep once the transaction committed."""
+        failing = set(self._failed)
         for category, section in sorted(sections.items(), key=lambda kv: kv[0].value):
             failed = section.unavailable is not None and section.unavailable.startswith("capture failed")
-            if failed and category not in self._failed:
-                self._failed.add(category)
+            if failed and category not in failing:
+                failing.add(category)
                 text = f"scan of {category.value} failed: {section.unavailable}"
                 self.store.events([("scan-failed", None, "", text)])
                 out.alerts.append(
                     Alert(Event.SCAN_FAILED, text, Severity.MEDIUM, extra={"NIXDRIFT_CATEGORY": category.value})
                 )
             elif not failed:
-                self._failed.discard(category)
+                failing.discard(category)
+        return failing
 
     def _update_status(self, sections: Mapping[Category, Section[Any]]) -> None:
         drifted = {f.category for f in self.active.values() if not f.accepted}
@@ -186,6 +256,14 @@ class Tracker:
             if not f.accepted:
                 counts[f.severity.label] += 1
         return MappingProxyType(counts)
+
+    def current(self) -> list[Finding]:
+        """The active findings with their true last seen (unchanged ones are not rewritten per scan)."""
+        out = []
+        for f in self.active.values():
+            seen = self.seen_at.get(f.category)
+            out.append(f.with_(last_seen=seen) if seen is not None and seen > f.last_seen else f)
+        return out
 
     def summary(self) -> dict[str, int]:
         """Safe from any thread: a copy of the last published counts."""

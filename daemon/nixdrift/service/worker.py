@@ -37,6 +37,8 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 MAX_ATTRIBUTIONS = 20  # per job: a storm is not worth a journal query per file
+PUBLISH_EVERY = 1.0  # seconds: the report files and metrics at most this often
+DELIVER_BATCH = 100  # alerts sent between two marks of delivery (a crash repeats at most these)
 RETRY_AFTER = 2.0  # seconds before a job that failed (database, exception) is tried again
 
 # Test-only: `NIXDRIFT_TEST_PAUSE_AT=<step>[@<job number>]` makes the worker write
@@ -130,6 +132,8 @@ class Worker:
         self.busy_since: float | None = None  # monotonic start of the running job
         self.jobs_started = 0
         self.retry: tuple[float, frozenset[Category]] | None = None  # (monotonic when, categories)
+        self._due: tuple[bool, bool] | None = None  # a publication waiting: (full, changed)
+        self._published_at = float("-inf")
         self._retry_lock = threading.Lock()
         self._kube: Any = None
         self._thread: threading.Thread | None = None
@@ -145,10 +149,15 @@ class Worker:
     # --- thread --------------------------------------------------------------------------------
     def start(self, pending: Pending, stop: threading.Event) -> None:
         def loop() -> None:
+            wait: float | None = None
             while not stop.is_set():
-                job = pending.take(timeout=0.5)
+                job = pending.take(timeout=min(0.5, wait) if wait is not None else 0.5)
                 if job is not None and not stop.is_set() and (job.categories or job.full or job.reevaluate):
                     self.run(job)
+                wait = self.publish_due()
+            if self._due is not None:  # stopping: what was scanned is published before we go
+                self._published_at = float("-inf")
+                self.publish_due()
 
         self._thread = threading.Thread(target=loop, name="nixdrift-worker", daemon=True)
         self._thread.start()
@@ -297,8 +306,8 @@ class Worker:
 
         source = Source.REALTIME if job.realtime and not job.full else Source.SCAN
         outcome = self.tracker.reconcile(sections, report.findings, source=source, attribute=attribute)
-        for alert in outcome.alerts:
-            self.journal.send(alert)
+        self.checkpoint("record")  # recorded, alerts queued, none delivered yet
+        self.deliver()
         duration = time.monotonic() - started
         failed = [c.value for c, s in sections.items() if (s.unavailable or "").startswith("capture failed")]
         self.store.end_scan(seq, not failed, ", ".join(failed) or None, duration)
@@ -312,10 +321,55 @@ class Worker:
             self.on_scanned(frozenset(ordered))
         self.last_scan = (now, job.reason)
         log.info("scanned %s (%s) in %.2f s", ",".join(c.value for c in ordered), job.reason, duration)
-        self._publish(declared, full=categories >= frozenset(TABLE), changed=outcome.changed)
+        remediating = self.cfg.auto_remediate and self.root.is_live
+        self.request_publish(full=categories >= frozenset(TABLE), changed=outcome.changed, now=remediating)
         # revert commands name the host's own paths: they never act on a tree read with --root
-        if self.cfg.auto_remediate and self.root.is_live:
+        if remediating:
             self._remediate(declared)
+
+    def deliver(self) -> int:
+        """Send the alerts recorded but not yet delivered (this scan's, or a previous life's), oldest
+        first, marking each batch delivered once sent; returns how many went out."""
+        sent = 0
+        while batch := self.store.undelivered(DELIVER_BATCH):
+            for _seq, body in batch:
+                try:
+                    alert = Alert.from_json(json.loads(body))
+                except (ValueError, KeyError, TypeError) as exc:
+                    log.error("an alert in the outbox cannot be read (%s); skipped: %.200s", exc, body)
+                    continue
+                self.journal.send(alert)
+            self.store.delivered(seq for seq, _body in batch)
+            sent += len(batch)
+        return sent
+
+    def request_publish(self, *, full: bool, changed: bool, now: bool = False) -> None:
+        """The report, its metrics and the fleet copy are rewritten at most once per PUBLISH_EVERY
+        of activity: a storm of events is a storm of captures, not of report files."""
+        was = self._due or (False, False)
+        self._due = (was[0] or full, was[1] or changed)
+        if now:
+            self._published_at = float("-inf")
+        self.publish_due()
+
+    def publish_due(self) -> float | None:
+        """Publish what waits if its time has come; else seconds until it has (None: nothing waits)."""
+        if self._due is None or self.declared is None:
+            return None
+        wait = self._published_at + PUBLISH_EVERY - time.monotonic()
+        if wait > 0:
+            return wait
+        (full, changed), self._due = self._due, None
+        self._published_at = time.monotonic()
+        try:
+            self._publish(self.declared, full=full, changed=changed)
+        except sqlite3.Error as exc:
+            self._due = (full, changed)
+            self.degrade("database", f"history database write failed: {exc}")
+            return RETRY_AFTER
+        except Exception:  # never let the worker thread die of a report: say it, go on scanning
+            log.exception("publishing the report failed")
+        return None
 
     # --- outside view --------------------------------------------------------------------------
     def report(self, declared: DeclaredState) -> Report:
@@ -327,7 +381,7 @@ class Worker:
             flake=declared.flake,
             generations=pipeline.generations_of(self.root, declared),
             categories=dict(t.status),
-            findings=sort_findings(list(t.active.values())),
+            findings=sort_findings(t.current()),
             threshold=self.opts.policy.threshold,
             problems=tuple(
                 f"{c.value}: {p}" for c, ps in sorted(t.problems.items(), key=lambda kv: kv[0].value) for p in ps
@@ -350,6 +404,7 @@ class Worker:
         self.store.put_meta("report", json.dumps(report.to_json(), sort_keys=True))
         self.store.put_meta("captured_at", json.dumps(self.captured_at, sort_keys=True))
         self._metrics(report)
+        log.info("published the report (%d findings)", len(report.findings))
         if full and self.cfg.report_dir:
             try:
                 from nixdrift.report import write_all

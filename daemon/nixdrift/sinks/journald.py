@@ -14,7 +14,7 @@ import struct
 import sys
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import TextIO
+from typing import Any, TextIO
 
 from nixdrift.models import Finding, Severity
 from nixdrift.text import display
@@ -66,6 +66,27 @@ class Alert:
     def of(cls, event: Event, finding: Finding, why: str = "") -> Alert:
         text = f"{event.value}: {finding.message}" + (f" ({why})" if why else "")
         return cls(event=event, message=text, severity=finding.severity, finding=finding)
+
+    def to_json(self) -> dict[str, Any]:
+        """What the alert outbox stores (the history database), so a restart can still deliver it."""
+        return {
+            "event": self.event.value,
+            "message": self.message,
+            "severity": self.severity.label,
+            "finding": self.finding.to_json() if self.finding is not None else None,
+            "extra": dict(self.extra),
+        }
+
+    @classmethod
+    def from_json(cls, data: Mapping[str, Any]) -> Alert:
+        finding = data.get("finding")
+        return cls(
+            event=Event(data["event"]),
+            message=str(data["message"]),
+            severity=Severity.parse(str(data["severity"])),
+            finding=Finding.from_json(finding) if finding else None,
+            extra={str(k): str(v) for k, v in dict(data.get("extra") or {}).items()},
+        )
 
     def fields(self) -> dict[str, str]:
         out = {
