@@ -95,12 +95,20 @@ def _read_fd(fd: int, before: os.stat_result, limit: int, name: str) -> bytes:
 
 
 def _kernel_devices() -> frozenset[int]:
+    """The devices of this machine's mounted /proc and /sys (a bare directory, where none is mounted,
+    is on the root filesystem and does not count)."""
     devices: set[int] = set()
+    try:
+        top = os.stat("/").st_dev
+    except OSError:
+        return frozenset()
     for tree in _KERNEL_TREES:
         try:
-            devices.add(os.stat(tree).st_dev)
+            device = os.stat(tree).st_dev
         except OSError:
             continue
+        if device != top:
+            devices.add(device)
     return frozenset(devices)
 
 
