@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from nixdrift import target as scan_target
+from nixdrift.capture import statcache
 from nixdrift.categories import TABLE
 from nixdrift.declared import evaluate
 from nixdrift.declared.model import DeclaredState
@@ -44,12 +45,21 @@ def capture(
     declared: DeclaredState,
     categories: Iterable[Category] = TABLE,
     progress: Progress | None = None,
+    cache_dir: Path | None = None,
 ) -> dict[Category, Section[Any]]:
     """Capture the live sections for the given categories.
 
     Collectors shared by several categories run once. A collector that raises does not stop the
-    scan: its categories become `unavailable` with the error, so the daemon keeps running.
+    scan: its categories become `unavailable` with the error, so the daemon keeps running. With a
+    `cache_dir`, file digests come from its stat cache where a file's stat is unchanged.
     """
+    with statcache.session(cache_dir, root.prefix):
+        return _capture(root, declared, categories, progress)
+
+
+def _capture(
+    root: Root, declared: DeclaredState, categories: Iterable[Category], progress: Progress | None
+) -> dict[Category, Section[Any]]:
     done: dict[Any, Section[Any]] = {}
     sections: dict[Category, Section[Any]] = {}
     for category in categories:
@@ -174,7 +184,7 @@ def scan(opts: ScanOptions, progress: Progress | None = None) -> Report:
     if progress:
         progress(f"evaluating {opts.flake}#{opts.host}")
     declared = load_declared(opts)
-    compared = compare_sections(declared, capture(opts.root, declared, TABLE, progress))
+    compared = compare_sections(declared, capture(opts.root, declared, TABLE, progress, opts.cache_dir))
     return build_report(declared, opts.root, compared.sections, compared.findings, opts.policy)
 
 

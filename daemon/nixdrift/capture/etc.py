@@ -24,7 +24,7 @@ from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
-from nixdrift.capture import accounts, digests
+from nixdrift.capture import accounts, digests, statcache
 from nixdrift.capture.closure import toplevel_dir
 from nixdrift.declared.model import DeclaredState
 from nixdrift.models import Category, Section
@@ -360,7 +360,7 @@ def _live_entries(
         digest = None
         if kind is EntryType.FILE and _wants_digest(rel, closure, clean):
             try:
-                digest = sha256_of(Path(entry.path))
+                digest = statcache.sha256(Path(entry.path), sha256_of, st)  # from the stat cache if unchanged
             except OSError as exc:
                 problems.append(f"/etc/{printable(rel)}: cannot read: {exc.strerror or type(exc).__name__}")
         mode = stat.S_IMODE(st.st_mode)
@@ -385,7 +385,7 @@ def _with_source_digests(
         try:
             target = c.target or _link_target(os.path.join(tree, rel), host, rel)
             source = root.open_path(target)
-            digest = sha256_of(source) if source.is_file() else None
+            digest = statcache.sha256(source, sha256_of) if source.is_file() else None  # store: hashed once
         except OSError as exc:
             problems.append(f"{printable(host)}/{printable(rel)}: cannot read: {exc.strerror or type(exc).__name__}")
             continue
