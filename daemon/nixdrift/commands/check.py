@@ -1,14 +1,28 @@
-"""`nixdrift check`: scan once and print the drift."""
+"""`nixdrift check`: scan once and print the drift.
+
+On the live host, when the daemon's state directory holds a fresh report (every category captured
+within --max-age), that report is the answer: the daemon already holds the last full scan and the
+realtime updates since. The header says so (its time and age), the drift accepted in its history is
+marked accepted as it stands now, and `--fresh`, `--max-age 0` or `--root` scan instead.
+"""
 
 from __future__ import annotations
 
 import argparse
 import sys
+from pathlib import Path
+from typing import TYPE_CHECKING
 
 from nixdrift import terminal
 from nixdrift.commands.common import add_scan_options, exit_status, load_options, progress
 
+if TYPE_CHECKING:
+    from nixdrift.config import Config
+    from nixdrift.models import Report
+    from nixdrift.pipeline import ScanOptions
+
 FORMATS = ("text", "json", "markdown", "policyreport")
+DEFAULT_MAX_AGE = 3600.0  # as `report`: the daemon's slowest default interval re-captures within it
 
 
 def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -16,25 +30,93 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
         "check",
         help="compare the flake's declaration with the live host and print the drift",
         description="Evaluate the host's flake, capture the live system and print every difference. "
+        "On the live host with the daemon running, its fresh report is the answer (the header says so); "
+        "--fresh scans anyway. "
         "Exit 0 when nothing is at or above the threshold and every category was scanned, 1 on drift, "
         "2 on error or when a category could not be scanned (and no drift was found).",
     )
     add_scan_options(p, formats=FORMATS)
     p.add_argument("--color", choices=terminal.CHOICES, default="auto", help=terminal.HELP)
+    p.add_argument("--fresh", action="store_true", help="scan now even when the daemon holds a fresh report")
+    p.add_argument(
+        "--max-age",
+        type=float,
+        default=DEFAULT_MAX_AGE,
+        metavar="SECONDS",
+        help="answer from the daemon's report when every category in it was captured this recently "
+        f"(default: {DEFAULT_MAX_AGE:.0f}; 0: always scan). Never under --root",
+    )
+    p.add_argument(
+        "--state-dir",
+        metavar="DIR",
+        help="the daemon's state directory (default: the config's stateDir, else /var/lib/nixdrift)",
+    )
     p.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> int:
-    from nixdrift import pipeline
-    from nixdrift.report import render
+    cfg, opts = load_options(args)
+    stored = _from_daemon(args, cfg, opts)
+    if stored is None:
+        from nixdrift import pipeline
 
-    _cfg, opts = load_options(args)
-    report = pipeline.scan(opts, progress)
+        report = pipeline.scan(opts, progress)
+        note = ""
+    else:
+        report, note = stored
     color = terminal.use_color(args.color, sys.stdout)
     if args.format == "policyreport":
         from nixdrift.sinks.kube import policy_report_yaml
 
         sys.stdout.write(policy_report_yaml(report))
     else:
-        sys.stdout.write(render(report, args.format, color=color))
+        from nixdrift.report import render
+
+        text = render(report, args.format, color=color)
+        if note and args.format == "text":  # the header's second line; other formats keep their shape
+            first, _, rest = text.partition("\n")
+            text = f"{first}\n{note}\n{rest}"
+        sys.stdout.write(text)
+    if note and args.format != "text":
+        print(f"nixdrift: {note}", file=sys.stderr)
     return exit_status(report)
+
+
+def _from_daemon(args: argparse.Namespace, cfg: Config, opts: ScanOptions) -> tuple[Report, str] | None:
+    """The daemon's fresh report of this host and flake, with the accepted baselines and this
+    check's threshold, and the header line saying where it came from; None: scan."""
+    if args.fresh or args.max_age <= 0 or not opts.root.is_live:
+        return None
+    from dataclasses import replace
+
+    from nixdrift.commands.daemon import DEFAULT_STATE_DIR
+    from nixdrift.commands.report import with_accepted
+    from nixdrift.service.history import stored_report
+
+    state = Path(args.state_dir or cfg.state_dir or DEFAULT_STATE_DIR)
+    found = stored_report(state, args.max_age)
+    if found is None:
+        return None
+    if (found.host, found.flake.reference) != (opts.host, opts.flake):
+        print(
+            f"nixdrift: the daemon's report is of {found.host} from {found.flake.reference}, not of "
+            f"{opts.host} from {opts.flake}: scanning",
+            file=sys.stderr,
+        )
+        return None
+    report = replace(with_accepted(found, state), threshold=opts.policy.threshold)
+    return (
+        report,
+        f"from the daemon's scan at {found.generated_at} (age {_age(found.generated_at)}; --fresh to scan now)",
+    )
+
+
+def _age(stamp: str) -> str:
+    import time
+    from datetime import datetime
+
+    try:
+        then = datetime.fromisoformat(stamp.replace("Z", "+00:00")).timestamp()
+    except ValueError:
+        return "unknown"
+    return f"{max(0, round(time.time() - then))} s"
