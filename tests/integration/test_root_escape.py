@@ -7,6 +7,8 @@ rest (exit 1 for the etc drift), and never show a byte of a file outside the roo
 
 from __future__ import annotations
 
+import builtins
+import io
 import json
 import os
 import subprocess
@@ -18,8 +20,12 @@ from typing import Any
 
 import pytest
 
+from nixdrift import pipeline
+from nixdrift.declared import evaluate
 from nixdrift.demo.hostbuilder import HostTree
 from nixdrift.demo.planters import BuiltHost
+from nixdrift.models import Category
+from nixdrift.rootfs import Root
 
 pytestmark = pytest.mark.nix
 
@@ -199,3 +205,42 @@ def _machine_shadow() -> list[str]:
     except OSError:
         return []
     return [f[1] for f in (line.split(":") for line in lines) if len(f) > 1 and len(f[1]) > 3]
+
+
+# categories whose every read below the root must go through the bounded reader (repo reads the
+# flake's checkout where nixdrift runs; etc and services hash and list through their own helpers)
+BOUNDED = (
+    Category.GENERATION,
+    Category.PACKAGES,
+    Category.USERS,
+    Category.NETWORK,
+    Category.FIREWALL,
+    Category.EXPOSURE,
+    Category.MOUNTS,
+)
+
+
+def test_collectors_open_nothing_below_the_root_but_through_the_bounded_reader(
+    host: HostTree, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    built = host.with_user("bob").with_firewall(tcp=[22]).build()
+    built.nix_env_install("bob", "cowsay")  # a profile and its manifest.nix
+    built.listen("0.0.0.0", 4444)
+    root = Root.of(built.root)
+    declared = evaluate(str(built.flake), built.name, built.tree.base / "cache")
+    opened: list[str] = []
+    real_open = io.open
+
+    def traced(file: Any, *args: Any, **kwargs: Any) -> Any:
+        opened.append(os.fsdecode(file) if isinstance(file, (str, bytes, os.PathLike)) else repr(file))
+        return real_open(file, *args, **kwargs)
+
+    monkeypatch.setattr(io, "open", traced)
+    monkeypatch.setattr(builtins, "open", traced)
+    sections = pipeline.capture(root, declared, BOUNDED)
+    monkeypatch.undo()
+    assert all(s.unavailable is None for s in sections.values()), {c: s.unavailable for c, s in sections.items()}
+    packages = sections[Category.PACKAGES].data
+    assert packages is not None and any(p.owner == "bob" for p in packages.profiles)  # the manifest was read
+    below = [p for p in opened if p.startswith(str(built.root))]
+    assert below == [], below
