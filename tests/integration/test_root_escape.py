@@ -198,6 +198,17 @@ def test_a_hostile_source_makes_its_category_unavailable(case: Case, host: HostT
         assert line not in proc.stdout + proc.stderr
 
 
+def test_a_hostile_source_on_an_otherwise_clean_host_is_not_clean(host: HostTree) -> None:
+    built = host.with_user("bob").build()
+    replace(built, "/.nixdrift/listening.json", lambda p: p.symlink_to("/dev/zero"))
+    proc = check(built)
+    assert proc.returncode == 2, proc.stdout + proc.stderr  # nothing found, but not everything was read
+    report = json.loads(proc.stdout)
+    assert report["categories"]["exposure"].startswith("unavailable: ")
+    assert {c for c, s in report["categories"].items() if s != "ok"} == {"exposure"}
+    assert report["findings"] == []
+
+
 def _machine_shadow() -> list[str]:
     """The hashes of this machine's /etc/shadow that look like hashes (nothing to compare otherwise)."""
     try:
