@@ -8,13 +8,11 @@ from pathlib import Path
 
 import pytest
 
-from nixdrift import pipeline
+from hostscan import scan
 from nixdrift.demo.hostbuilder import HostTree
 from nixdrift.demo.planters import BuiltHost
 from nixdrift.demo.scenario import demo_host
-from nixdrift.models import Category, Finding, Report
-from nixdrift.pipeline import ScanOptions
-from nixdrift.rootfs import Root
+from nixdrift.models import Report
 
 HAVE_NIX = shutil.which("nix") is not None and shutil.which("nix-build") is not None
 
@@ -40,24 +38,6 @@ def demo_built(tmp_path: Path) -> BuiltHost:
     return demo_host(tmp_path / "demo").build()
 
 
-def scan(built: BuiltHost, cache_dir: Path | None = None) -> Report:
-    opts = ScanOptions(
-        flake=str(built.flake),
-        host=built.name,
-        root=Root.of(built.root),
-        cache_dir=cache_dir if cache_dir is not None else built.tree.base / "cache",
-    )
-    return pipeline.scan(opts)
-
-
 @pytest.fixture
 def scan_host() -> Callable[..., Report]:
     return scan
-
-
-def describe(findings: tuple[Finding, ...] | list[Finding]) -> str:
-    return "\n".join(f"  {f.severity.label:8} {f.id}: expected {f.expected!r}, actual {f.actual!r}" for f in findings)
-
-
-def in_category(report: Report, category: Category) -> tuple[Finding, ...]:
-    return tuple(f for f in report.findings if f.category == category)

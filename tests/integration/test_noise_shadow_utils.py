@@ -10,7 +10,7 @@ from collections.abc import Callable
 
 import pytest
 
-from conftest import describe, in_category
+from hostscan import describe, in_category
 from nixdrift.demo.planters import BuiltHost
 from nixdrift.models import Category, Report
 
