@@ -7,12 +7,18 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
+from hypothesis import HealthCheck, settings
 
 from hostscan import scan
 from nixdrift.demo.hostbuilder import HostTree
 from nixdrift.demo.planters import BuiltHost
 from nixdrift.demo.scenario import demo_host
 from nixdrift.models import Report
+
+# Parsers are proven on arbitrary input, not timed: a busy 2-core CI machine must not turn a slow
+# example into a failure (timing belongs in benchmarks/).
+settings.register_profile("nixdrift", deadline=None, suppress_health_check=[HealthCheck.too_slow])
+settings.load_profile("nixdrift")
 
 HAVE_NIX = shutil.which("nix") is not None and shutil.which("nix-build") is not None
 
