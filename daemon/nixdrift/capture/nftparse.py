@@ -347,7 +347,8 @@ def _accepts(expr: Any) -> bool:
             return True
         for key in ("jump", "goto"):
             body = item.get(key)
-            if isinstance(body, dict) and body.get("target") in ACCEPT_TARGETS:
+            target = body.get("target") if isinstance(body, dict) else None
+            if isinstance(target, str) and target in ACCEPT_TARGETS:
                 return True
     return False
 
