@@ -18,7 +18,19 @@ from nixdrift.errors import CommandError, NixdriftError
 # building the parser for `--help` stays in the tens of milliseconds.
 COMMANDS = {
     name: f"nixdrift.commands.{name}"
-    for name in ("check", "report", "snapshot", "demo", "daemon", "history", "accept", "remediate", "fleet", "explain")
+    for name in (
+        "check",
+        "report",
+        "snapshot",
+        "demo",
+        "daemon",
+        "history",
+        "accept",
+        "remediate",
+        "fleet",
+        "explain",
+        "kube",
+    )
 }
 
 

@@ -45,6 +45,36 @@ class KubernetesConfig:
     heartbeat: int = 3600
 
 
+# seconds between runs of each cluster check in the daemon (`kube:`); "full" is the reconciliation of all
+KUBE_DEFAULT_INTERVALS: Mapping[str, int] = {
+    Category.KUBE_NETWORK_POLICIES.value: 300,
+    Category.KUBE_RBAC.value: 300,
+    Category.KUBE_SECRETS.value: 300,
+    Category.KUBE_RESOURCES.value: 900,
+    Category.KUBE_CRONJOBS.value: 3600,
+    Category.KUBE_ENV.value: 3600,
+    Category.KUBE_SPEC.value: 3600,
+    Category.KUBE_MANIFESTS.value: 3600,
+    Category.KUBE_ORPHANS.value: 86400,
+    "full": 21600,
+}
+REPORT_FORMATS = ("policyreport", "openreports", "both")
+
+
+@dataclass(frozen=True, slots=True)
+class KubeCheckConfig:
+    """`kube:`: the cluster checked against its manifests (`nixdrift kube`, and the daemon when enabled)."""
+
+    enable: bool = False
+    manifests: str | None = None
+    kubeconfig: str | None = None
+    namespace: str | None = None  # None: every namespace but the system ones
+    cluster: str | None = None
+    secret_max_age_days: int | None = 90
+    intervals: Mapping[str, int] = field(default_factory=lambda: dict(KUBE_DEFAULT_INTERVALS))
+    auto_remediate: bool = False
+
+
 @dataclass(frozen=True, slots=True)
 class ExplainConfig:
     url: str | None = None  # an OpenAI-compatible base URL; None: explain is off
@@ -69,6 +99,8 @@ class Config:
     prometheus_textfile_dir: str | None = None
     kubernetes: KubernetesConfig = field(default_factory=KubernetesConfig)
     explain: ExplainConfig = field(default_factory=ExplainConfig)
+    kube: KubeCheckConfig = field(default_factory=KubeCheckConfig)
+    report_format: str = "policyreport"  # policyreport | openreports | both (hosts and clusters alike)
 
     def policy(self, threshold: Severity | None = None) -> Policy:
         return Policy(
@@ -181,6 +213,8 @@ def parse(text: str, path: Path | None = None) -> Config:
         ),
         "kubernetes": lambda n, k: _kubernetes(r, n, k),
         "explain": lambda n, k: _explain(r, n, k),
+        "kube": lambda n, k: _kube(r, n, k),
+        "reportFormat": lambda n, k: _report_format(r, n, k),
     }
     values = {key: handlers[key](node, key) for key, node in r.mapping(root, "", handlers).items()}
     names = {
@@ -197,12 +231,14 @@ def parse(text: str, path: Path | None = None) -> Config:
         "prometheus": "prometheus_textfile_dir",
         "kubernetes": "kubernetes",
         "explain": "explain",
+        "kube": "kube",
+        "reportFormat": "report_format",
     }
     return Config(path=path, **{names[k]: v for k, v in values.items()})
 
 
 def _intervals(r: _Reader, node: yaml.Node, key: str) -> dict[Category, int]:
-    allowed = {c.value: c for c in Category}
+    allowed = {c.value: c for c in Category.host()}
     out = dict(DEFAULT_INTERVALS)
     for name, v in r.mapping(node, key, allowed).items():
         out[allowed[name]] = r.integer(v, f"{key}.{name}")
@@ -230,6 +266,41 @@ def _explain(r: _Reader, node: yaml.Node, key: str) -> ExplainConfig:
         model=(r.string(fields["model"], key + ".model") or "") if "model" in fields else base.model,
         key_file=r.string(fields["keyFile"], key + ".keyFile") if "keyFile" in fields else None,
         timeout=r.number(fields["timeout"], key + ".timeout") if "timeout" in fields else base.timeout,
+    )
+
+
+def _report_format(r: _Reader, node: yaml.Node, key: str) -> str:
+    value = r.string(node, key)
+    if value not in REPORT_FORMATS:
+        raise r.fail(node, key, f"expected one of {', '.join(REPORT_FORMATS)}, got {value!r}")
+    return value
+
+
+def _kube(r: _Reader, node: yaml.Node, key: str) -> KubeCheckConfig:
+    names = ("enable", "manifests", "kubeconfig", "namespace", "cluster", "secretMaxAgeDays", "intervals")
+    fields = r.mapping(node, key, {n: 1 for n in (*names, "autoRemediate")})
+    base = KubeCheckConfig()
+    intervals = dict(base.intervals)
+    if "intervals" in fields:
+        for name, v in r.mapping(fields["intervals"], key + ".intervals", KUBE_DEFAULT_INTERVALS).items():
+            intervals[name] = r.integer(v, f"{key}.intervals.{name}")
+
+    def text(name: str) -> str | None:
+        return r.string(fields[name], f"{key}.{name}") if name in fields else None
+
+    return KubeCheckConfig(
+        enable=r.boolean(fields["enable"], key + ".enable") if "enable" in fields else base.enable,
+        manifests=text("manifests"),
+        kubeconfig=text("kubeconfig"),
+        namespace=text("namespace"),
+        cluster=text("cluster"),
+        secret_max_age_days=r.integer(fields["secretMaxAgeDays"], key + ".secretMaxAgeDays")
+        if "secretMaxAgeDays" in fields
+        else base.secret_max_age_days,
+        intervals=intervals,
+        auto_remediate=r.boolean(fields["autoRemediate"], key + ".autoRemediate")
+        if "autoRemediate" in fields
+        else base.auto_remediate,
     )
 
 

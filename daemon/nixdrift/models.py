@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import enum
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field, replace
 from typing import Any, Generic, TypeVar
 
@@ -22,6 +22,34 @@ class Category(enum.Enum):
     EXPOSURE = "exposure"
     MOUNTS = "mounts"
     REPO = "repo"
+    # a cluster's categories (`nixdrift kube`); a host report never lists them
+    KUBE_RESOURCES = "kube-resources"
+    KUBE_ENV = "kube-env"
+    KUBE_SECRETS = "kube-secrets"
+    KUBE_CRONJOBS = "kube-cronjobs"
+    KUBE_NETWORK_POLICIES = "kube-network-policies"
+    KUBE_RBAC = "kube-rbac"
+    KUBE_SPEC = "kube-spec"
+    KUBE_ORPHANS = "kube-orphans"
+    KUBE_MANIFESTS = "kube-manifests"
+    KUBE_CHECKS = "kube-checks"
+
+    @property
+    def is_kube(self) -> bool:
+        return self.value.startswith("kube-")
+
+    @classmethod
+    def host(cls) -> tuple[Category, ...]:
+        return tuple(c for c in cls if not c.is_kube)
+
+    @classmethod
+    def kube(cls) -> tuple[Category, ...]:
+        return tuple(c for c in cls if c.is_kube)
+
+    @classmethod
+    def family(cls, present: Iterable[Category]) -> tuple[Category, ...]:
+        """The categories a report covers: a cluster's when it holds one of them, else a host's."""
+        return cls.kube() if any(c.is_kube for c in present) else cls.host()
 
     @classmethod
     def parse(cls, text: str) -> Category:
@@ -253,6 +281,8 @@ class Report:
     threshold: Severity = Severity.LOW
     problems: tuple[str, ...] = ()  # parser problems and capture warnings
     scanned: ScanTarget | None = None  # None: not recorded (a report from before it was)
+    # the NixOS layout (nixdrift.layout): etc, accounts, init as declared; live: what the host showed
+    layout: Mapping[str, str] = field(default_factory=dict)
 
     @property
     def active(self) -> tuple[Finding, ...]:
@@ -301,6 +331,7 @@ class Report:
             "findings": [f.to_json() for f in sort_findings(self.findings)],
             "problems": list(self.problems),
             "scanned": self.scanned.to_json() if self.scanned is not None else None,
+            "layout": dict(sorted(self.layout.items())),
         }
 
     @classmethod
@@ -321,4 +352,5 @@ class Report:
             threshold=Severity.parse(str(data.get("threshold", "low"))),
             problems=tuple(str(p) for p in data.get("problems") or []),
             scanned=ScanTarget.from_json(scanned) if isinstance(scanned := data.get("scanned"), Mapping) else None,
+            layout={str(k): str(v) for k, v in (data.get("layout") or {}).items()},
         )

@@ -71,7 +71,7 @@ def make_report(
     generated_at: str = "2024-05-01T12:00:00Z",
     threshold: Severity = Severity.MEDIUM,
 ) -> Report:
-    cats = {c: "ok" for c in Category}
+    cats = {c: "ok" for c in Category.host()}
     for f in findings:
         cats[f.category] = "drift"
     cats[Category.REPO] = "unavailable: not a git repository"

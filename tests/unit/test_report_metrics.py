@@ -76,7 +76,7 @@ def parse_exposition(text: str) -> dict[str, dict[str, float]]:
 def test_findings_gauge_has_every_severity_and_category_with_zeros() -> None:
     fam = parse_exposition(render_prometheus(make_report(port_opened(1), port_opened(2), group_member())))
     gauge = fam["nixdrift_findings"]
-    assert len(gauge) == len(Severity) * len(Category)
+    assert len(gauge) == len(Severity) * len(Category.host())
     assert gauge['{severity="critical",category="firewall"}'] == 2
     assert gauge['{severity="medium",category="users"}'] == 1
     assert gauge['{severity="info",category="repo"}'] == 0

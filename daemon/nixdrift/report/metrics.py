@@ -52,7 +52,7 @@ def atomic_write(path: Path, data: bytes, mode: int = 0o644) -> Path:
 
 def counts_by_category(report: Report) -> dict[str, dict[str, int]]:
     """Active findings per category and severity, every combination present (zeros included)."""
-    counts = {c.value: {s.label: 0 for s in SEVERITIES} for c in Category}
+    counts = {c.value: {s.label: 0 for s in SEVERITIES} for c in Category.family(report.categories)}
     for f in report.active:
         counts[f.category.value][f.severity.label] += 1
     return counts
@@ -152,7 +152,7 @@ def render_prometheus(report: Report, stats: DaemonStats | None = None) -> str:
         "nixdrift_category_unavailable",
         "gauge",
         "1 when a category could not be scanned (its drift would go unseen).",
-        (({"category": c.value}, _unavailable(report, c)) for c in Category),
+        (({"category": c.value}, _unavailable(report, c)) for c in Category.family(report.categories)),
     )
     stamp = timestamp_of(report.generated_at)
     if stamp is not None:
