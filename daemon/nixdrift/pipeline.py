@@ -9,6 +9,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from nixdrift import layout
 from nixdrift import target as scan_target
 from nixdrift.capture import statcache
 from nixdrift.categories import TABLE
@@ -176,7 +177,17 @@ def build_report(
         threshold=policy.threshold,
         problems=problems,
         scanned=scan_target.capture(root),
+        layout=_layout(declared, sections),
     )
+
+
+def _layout(declared: DeclaredState, sections: Mapping[Category, Section[Any]]) -> dict[str, str]:
+    """The report's layout: declared, and confirmed by the etc and users sections when captured."""
+    etc = sections.get(Category.ETC)
+    users = sections.get(Category.USERS)
+    etc_live = getattr(etc.data, "live_layout", None) if etc is not None else None
+    accounts_live = getattr(users.data, "live_accounts", None) if users is not None else None
+    return layout.report_layout(declared.layout, etc_live, accounts_live)
 
 
 def scan(opts: ScanOptions, progress: Progress | None = None) -> Report:

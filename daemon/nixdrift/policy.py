@@ -52,6 +52,9 @@ RULES: Mapping[str, tuple[Severity, str]] = {
     "etc-changed": (M, "A managed file in /etc was edited or replaced by hand and no longer matches the flake."),
     "etc-unmanaged": (M, "A file in /etc that the flake does not declare; it is lost on reinstall."),
     "etc-missing": (M, "A file the flake declares in /etc is absent."),
+    "etc-overmounted": (H, "Something is mounted over a file of the /etc overlay, hiding what the flake declares."),
+    # layout (system.etc.overlay, userborn, sysusers)
+    "layout-mismatch": (H, "The host's /etc or accounts are not made the way the flake declares (overlay, image, backend)."),  # noqa: E501
     # network
     "hostname-changed": (L, "The hostname differs from networking.hostName."),
     "dns-changed": (L, "Name resolution differs from networking.nameservers."),
@@ -60,6 +63,7 @@ RULES: Mapping[str, tuple[Severity, str]] = {
     "port-opened": (C, "A port is open in the firewall that the flake does not allow."),
     "port-opened-extra": (H, "An undeclared port is open; the flake's own extra firewall rules may be what opens it."),
     "port-closed": (M, "A port the flake allows is not open in the firewall."),
+    "port-temporary": (L, "A port opened on purpose with nixos-firewall-tool (temp-ports); it closes at reboot or reload."),  # noqa: E501
     "firewall-unavailable": (N, "The firewall ruleset could not be read."),
     # exposure
     "undeclared-listener": (C, "A process listens on a non-loopback address with nothing declaring it."),

@@ -65,7 +65,8 @@ CASES = (
     Case("systemd-run", lambda b: b.run_transient(), Category.SERVICES, ("unit-transient",)),
     Case("runtime drop-in", lambda b: b.add_dropin("nginx.service"), Category.SERVICE_CONFIG, ("dropin-unmanaged",)),
     Case("port opened (iptables)", lambda b: b.open_port(8080), Category.FIREWALL, ("port-opened",)),
-    Case("port opened (nftables)", lambda b: b.open_port(8080), Category.FIREWALL, ("port-opened",), nftables=True),
+    Case("port opened (nftables)", lambda b: b.add_fw_rule(8080), Category.FIREWALL, ("port-opened",), nftables=True),
+    Case("temp port (nftables)", lambda b: b.open_port(8080), Category.FIREWALL, ("port-temporary",), nftables=True),
     Case("firewall stopped", lambda b: b.stop_firewall(), Category.FIREWALL, ("firewall-disabled",)),
     Case(
         "firewall stopped (nft)", lambda b: b.stop_firewall(), Category.FIREWALL, ("firewall-disabled",), nftables=True

@@ -237,7 +237,8 @@ def test_nixos_firewall_tool_open_on_nftables_is_reported_and_reverted(nft_host:
     found = scan(declared("nftables"), tmp_path)
     assert list(found) == ["firewall/tcp/9999"]
     f = found["firewall/tcp/9999"]
-    assert (f.kind, f.severity, f.evidence["origin"]) == (Kind.UNMANAGED, Severity.CRITICAL, "temp-ports")
+    # opened on purpose with the tool (issue 10): low, with the element to delete
+    assert (f.kind, f.severity, f.evidence["origin"]) == (Kind.UNMANAGED, Severity.LOW, "temp-ports")
     nft_host.sh(f.fix.command)
     assert scan(declared("nftables")) == {}
 
@@ -298,7 +299,7 @@ def test_port_opened_where_the_flake_has_extra_rules_is_high_not_critical(ipt_ho
     assert "extraCommands/extraInputRules" in f.message
 
 
-def test_temp_port_stays_critical_even_with_extra_rules(nft_host: Netns) -> None:
+def test_temp_port_stays_temporary_even_with_extra_rules(nft_host: Netns) -> None:
     nft_host.run("nft", "add", "element", "inet", "nixos-fw", "temp-ports", "{ udp . 51820 }")
     found = scan(declared("nftables", hasExtraRules=True))
-    assert found["firewall/udp/51820"].severity is Severity.CRITICAL
+    assert found["firewall/udp/51820"].severity is Severity.LOW  # nixos-firewall-tool's set, never the flake's rules

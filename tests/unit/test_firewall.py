@@ -332,10 +332,13 @@ def test_port_opened_where_the_flake_adds_its_own_rules_is_high(tmp_path: Path) 
     assert "The flake adds its own firewall rules (extraCommands/extraInputRules)" in f.message
 
 
-def test_temp_port_is_critical_even_where_the_flake_adds_its_own_rules(tmp_path: Path) -> None:
+def test_temp_port_is_low_even_where_the_flake_adds_its_own_rules(tmp_path: Path) -> None:
+    """nixos-firewall-tool's temp-ports: opened on purpose, temporary (issue 10), never a hand-made hole."""
     nft = nft_ruleset(FW, temp=[{"concat": ["tcp", 8888]}])
     found = check(declared("nftables", hasExtraRules=True), tmp_path, {"nft.json": nft})
-    assert found["firewall/tcp/8888"].severity is Severity.CRITICAL
+    f = found["firewall/tcp/8888"]
+    assert (f.severity, f.evidence["rule"]) == (Severity.LOW, "port-temporary")
+    assert "nixos-firewall-tool reset" in f.message
 
 
 def test_accept_from_one_subnet_opens_every_port_there_but_keeps_the_firewall(tmp_path: Path) -> None:

@@ -28,6 +28,13 @@ UID_MAP = "/var/lib/nixos/uid-map"
 GID_MAP = "/var/lib/nixos/gid-map"
 DECLARATIVE_USERS = "/var/lib/nixos/declarative-users"
 DECLARATIVE_GROUPS = "/var/lib/nixos/declarative-groups"
+# userborn: the config it last applied (USERBORN_PREVIOUS_CONFIG, with mutable users)
+USERBORN_STATE = "/var/lib/userborn"
+USERBORN_PREVIOUS = "/var/lib/userborn/previous-userborn.json"
+# systemd-sysusers (sysusers.nix): marker files whose owner is the id sysusers allocated
+SYSUSERS_CONFIG = "/etc/sysusers.d/00-nixos.conf"
+SYSUSERS_UIDS = "/var/lib/nixos/uid"
+SYSUSERS_GIDS = "/var/lib/nixos/gid"
 
 _MAX_ID = 2**32 - 1
 
@@ -203,3 +210,26 @@ def parse_names(text: str, source: str = DECLARATIVE_USERS) -> tuple[tuple[str, 
     bad = [name for name in names if ":" in name]
     problems = tuple(f"{source}:1: bad name {printable(name)!r}" for name in bad)
     return tuple(n for n in names if n not in bad), problems
+
+
+def parse_userborn_config(
+    text: str, source: str = USERBORN_PREVIOUS
+) -> tuple[tuple[tuple[str, ...], tuple[str, ...]], tuple[str, ...]]:
+    """userborn's JSON config (userborn.nix's `userbornConfig`): the user and group names it manages.
+    `{"users": [{"name": ...}, ...], "groups": [{"name": ...}, ...]}`; anything else is a problem."""
+    data, problems = _json_object(text, source)
+    bad: list[str] = list(problems)
+    names: list[tuple[str, ...]] = []
+    for key in ("users", "groups"):
+        items = data.get(key, [])
+        found: list[str] = []
+        for n, item in enumerate(items if isinstance(items, list) else (), 1):
+            name = item.get("name") if isinstance(item, dict) else None
+            if isinstance(name, str) and name and ":" not in name:
+                found.append(name)
+            else:
+                bad.append(f"{source}:1: {key}[{n}]: no usable name")
+        if not isinstance(items, list):
+            bad.append(f"{source}:1: {key} is not a list")
+        names.append(tuple(dict.fromkeys(found)))
+    return (names[0], names[1]), tuple(bad)

@@ -24,9 +24,12 @@ from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
+from nixdrift import layout
 from nixdrift.capture import accounts, digests, statcache
+from nixdrift.capture import mounts as mountinfo
 from nixdrift.capture.closure import toplevel_dir
 from nixdrift.declared.model import DeclaredState
+from nixdrift.layout import EtcMount
 from nixdrift.models import Category, Section
 from nixdrift.rootfs import Root, read_regular
 from nixdrift.text import printable
@@ -174,6 +177,25 @@ class ClosureEntry:
         return self.mode not in ("symlink", "direct-symlink")
 
 
+class UpperKind(enum.Enum):
+    """What an entry of the overlay's upper directory means (overlayfs(5))."""
+
+    NEW = "new since boot"  # nothing below it in the lower layers
+    COPY_UP = "copy-up of a managed file"  # written, chmod-ed or chown-ed: copied up from the lower layer
+    WHITEOUT = "whiteout: deleted since boot"  # a 0/0 character device hides the lower entry
+    OPAQUE = "opaque directory: recreated since boot"  # trusted.overlay.opaque=y hides the lower directory
+
+
+@dataclass(frozen=True, slots=True)
+class OverlayLive:
+    """/etc on system.etc.overlay: the mount, the upper directory's changes, the image in use."""
+
+    mount: EtcMount | None  # None: /etc is not a mount point
+    upper: Mapping[str, UpperKind]  # relative to /etc; empty when immutable
+    metadata_image: str | None  # /etc-metadata-image (initrd-find-etc's link), when present
+    overmounts: tuple[str, ...] = ()  # mount points below /etc (something mounted over a file in it)
+
+
 @dataclass(frozen=True, slots=True)
 class EtcLive:
     entries: Mapping[str, EtcEntry]
@@ -181,6 +203,13 @@ class EtcLive:
     closure: Mapping[str, ClosureEntry] | None  # None: no reference tree here
     reference: str = ""  # host path of the reference etc tree
     unlisted: frozenset[str] = frozenset()  # directories (relative to /etc) that could not be listed
+    has_static: bool = True  # /etc/static exists (setup-etc.pl's layout)
+    overlay: OverlayLive | None = None  # set when /etc is an overlay or the flake declares one
+    mount_known: bool = True  # mountinfo could be read: the /etc mount is known
+
+    @property
+    def live_layout(self) -> layout.EtcLayout | None:
+        return layout.live_etc(self.overlay.mount if self.overlay else None, self.has_static)
 
     def unseen(self, rel: str) -> bool:
         """Below a directory that could not be listed: neither present nor absent is known."""
@@ -393,6 +422,115 @@ def _with_source_digests(
     return out
 
 
+def _etc_mounts(root: Root, problems: list[str], needed: bool) -> tuple[EtcMount | None, tuple[str, ...], bool]:
+    """The mount in effect on /etc, the mount points below /etc, and whether mountinfo was read
+    (a problem when `needed`: the flake declares an overlay /etc, which only mountinfo confirms)."""
+    text: str | None = None
+    for path in (mountinfo.HOST_MOUNTINFO, mountinfo.MOUNTINFO) if root.is_live else (mountinfo.MOUNTINFO,):
+        try:
+            text = root.read_text(path)
+            break
+        except OSError:
+            continue
+    if text is None:
+        if needed:
+            problems.append(f"{mountinfo.MOUNTINFO}: cannot read: the /etc overlay mount is not known")
+        return None, (), False
+    mounts, _ = mountinfo.parse_mountinfo(text)
+    on_etc = [m for m in mounts if m.mount_point == "/etc"]
+    below = tuple(sorted({m.mount_point for m in mounts if m.mount_point.startswith("/etc/")}))
+    if not on_etc:
+        return None, below, True
+    m = on_etc[-1]
+    etc_mount = EtcMount(m.fs_type, "ro" in m.options, layout.parse_options(m.super_options))
+    return etc_mount, below, True
+
+
+def _whiteout(st: os.stat_result) -> bool:
+    return stat.S_ISCHR(st.st_mode) and st.st_rdev == 0
+
+
+def _opaque(path: str) -> bool:
+    for name in ("trusted.overlay.opaque", "user.overlay.opaque"):
+        try:
+            if os.getxattr(path, name, follow_symlinks=False) == b"y":
+                return True
+        except OSError:
+            continue
+    return False
+
+
+def _parents(rel: str) -> Iterator[str]:
+    parts = rel.split("/")[:-1]
+    for i in range(1, len(parts) + 1):
+        yield "/".join(parts[:i])
+
+
+def _upper_entries(
+    root: Root, upper: str, closure: Mapping[str, ClosureEntry] | None, problems: list[str]
+) -> dict[str, UpperKind]:
+    """Classify every entry of the overlay's upper directory: the changes made to /etc since boot."""
+    top = root.path(upper)
+    if not top.is_dir():
+        problems.append(f"{upper}: the overlay's upper directory is not below the root")
+        return {}
+    lower = frozenset(closure or ())
+    below_lower = frozenset(p for rel in lower for p in _parents(rel))
+    out: dict[str, UpperKind] = {}
+    for rel, entry in _walk(top, upper, problems):
+        try:
+            st = entry.stat(follow_symlinks=False)
+        except OSError:
+            continue
+        if _whiteout(st):
+            out[rel] = UpperKind.WHITEOUT
+        elif stat.S_ISDIR(st.st_mode):
+            if _opaque(entry.path):
+                out[rel] = UpperKind.OPAQUE
+            elif rel not in below_lower and rel not in lower:
+                out[rel] = UpperKind.NEW
+        else:
+            out[rel] = UpperKind.COPY_UP if rel in lower else UpperKind.NEW
+    return out
+
+
+def _overlay(
+    root: Root,
+    mount: EtcMount | None,
+    below: tuple[str, ...],
+    closure: Mapping[str, ClosureEntry] | None,
+    problems: list[str],
+) -> OverlayLive:
+    upper = mount.upper if mount is not None and mount.fs_type == "overlay" and not mount.read_only else None
+    changes = _upper_entries(root, upper, closure, problems) if upper else {}
+    image = _link(root, "/etc-metadata-image")
+    return OverlayLive(mount, changes, image, below)
+
+
+def _with_link_targets(
+    tree: Path, closure: dict[str, ClosureEntry], entries: Mapping[str, EtcEntry]
+) -> dict[str, ClosureEntry]:
+    """On an overlay /etc a managed link points straight at its store source (the metadata image
+    holds the link itself): read the closure's target where a live link stands to be compared."""
+    out = dict(closure)
+    for rel, c in closure.items():
+        live = entries.get(rel)
+        if c.mode != "symlink" or c.target is not None or live is None or live.type is not EntryType.SYMLINK:
+            continue
+        try:
+            out[rel] = ClosureEntry(c.rel, c.mode, os.readlink(os.path.join(tree, rel)), c.uid, c.gid, c.owner)
+        except OSError:
+            continue
+    return out
+
+
+def _link(root: Root, path: str) -> str | None:
+    try:
+        return root.readlink(path)
+    except OSError:
+        return None
+
+
 def capture(root: Root, declared: DeclaredState) -> Section[EtcLive]:
     etc = root.path("/etc")
     if not etc.is_dir() or etc.is_symlink():
@@ -417,5 +555,15 @@ def capture(root: Root, declared: DeclaredState) -> Section[EtcLive]:
     entries = _live_entries(etc, closure, clean, problems, unlisted, held)
     if tree is not None and closure is not None:
         closure = _with_source_digests(root, tree, host, closure, entries, problems)
-    live = EtcLive(entries, clean, closure, host, frozenset(unlisted))
+    has_static = _link(root, STATIC) is not None
+    # a classic host is confirmed by /etc/static alone; the overlay (declared, or no /etc/static) by mountinfo
+    if declared.layout.etc_overlay or not has_static:
+        mount, below, known = _etc_mounts(root, problems, declared.layout.etc_overlay)
+    else:
+        mount, below, known = None, (), True
+    is_overlay = mount is not None and mount.fs_type == "overlay"
+    overlay = _overlay(root, mount, below, closure, problems) if is_overlay or declared.layout.etc_overlay else None
+    if overlay is not None and tree is not None and closure is not None:
+        closure = _with_link_targets(tree, closure, entries)
+    live = EtcLive(entries, clean, closure, host, frozenset(unlisted), has_static, overlay, known)
     return Section(Category.ETC, live, problems=tuple(problems))

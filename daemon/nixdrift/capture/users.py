@@ -7,10 +7,12 @@ are not compared and the section says why in its problems.
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import TypeVar
 
+from nixdrift import layout
 from nixdrift.capture import accounts
 from nixdrift.capture.accounts import GroupEntry, PasswdEntry, PasswordState
 from nixdrift.capture.parsed import reason
@@ -26,6 +28,8 @@ SNAPSHOT_PATHS: tuple[str, ...] = (
     accounts.GID_MAP,
     accounts.DECLARATIVE_USERS,
     accounts.DECLARATIVE_GROUPS,
+    accounts.USERBORN_PREVIOUS,
+    accounts.SYSUSERS_CONFIG,
 )
 
 R = TypeVar("R")
@@ -40,8 +44,14 @@ class UsersLive:
     gid_map: Mapping[str, int] = field(default_factory=dict)
     declarative_users: frozenset[str] = frozenset()
     declarative_groups: frozenset[str] = frozenset()
+    # the files each accounts backend leaves, for the layout (perl, userborn, sysusers)
+    backend: layout.AccountsEvidence = field(default_factory=lambda: layout.AccountsEvidence(False, False, False))
     # gid -> group names in /etc/group order, built once: comparing must stay linear in the file's size
     by_gid: Mapping[int, tuple[str, ...]] = field(init=False, compare=False, repr=False)
+
+    @property
+    def live_accounts(self) -> layout.AccountsLayout | None:
+        return layout.live_accounts(self.backend)
 
     def __post_init__(self) -> None:
         index: dict[int, list[str]] = {}
@@ -87,17 +97,50 @@ def capture(root: Root, declared: DeclaredState) -> Section[UsersLive]:
     shadow = _parsed(root, accounts.SHADOW, accounts.parse_shadow, problems)
     if shadow is None:
         problems.append(f"{accounts.SHADOW}: not available, passwords are not compared")
-    uid_map = _parsed(root, accounts.UID_MAP, accounts.parse_id_map, problems) or ()
-    gid_map = _parsed(root, accounts.GID_MAP, accounts.parse_id_map, problems) or ()
-    decl_users = _parsed(root, accounts.DECLARATIVE_USERS, accounts.parse_names, problems) or ()
-    decl_groups = _parsed(root, accounts.DECLARATIVE_GROUPS, accounts.parse_names, problems) or ()
+    uid_map = {a.name: a.id for a in _parsed(root, accounts.UID_MAP, accounts.parse_id_map, problems) or ()}
+    gid_map = {a.name: a.id for a in _parsed(root, accounts.GID_MAP, accounts.parse_id_map, problems) or ()}
+    decl_users = frozenset(_parsed(root, accounts.DECLARATIVE_USERS, accounts.parse_names, problems) or ())
+    decl_groups = frozenset(_parsed(root, accounts.DECLARATIVE_GROUPS, accounts.parse_names, problems) or ())
+    backend = layout.AccountsEvidence(
+        perl_state=bool(uid_map) or bool(decl_users) or root.exists(accounts.DECLARATIVE_USERS),
+        userborn_state=root.open_path(accounts.USERBORN_STATE).is_dir(),
+        sysusers_config=root.exists(accounts.SYSUSERS_CONFIG),
+    )
+    if backend.userborn_state:  # userborn: the names of its previous config are "declared before"
+        previous = _read(root, accounts.USERBORN_PREVIOUS, problems)
+        if previous is not None:
+            (users_before, groups_before), bad = accounts.parse_userborn_config(previous)
+            problems.extend(bad)
+            decl_users |= frozenset(users_before)
+            decl_groups |= frozenset(groups_before)
+    if backend.sysusers_config:  # sysusers: the ids it allocated are the owners of its marker files
+        uid_map = {**_markers(root, accounts.SYSUSERS_UIDS, owner=True), **uid_map}
+        gid_map = {**_markers(root, accounts.SYSUSERS_GIDS, owner=False), **gid_map}
     live = UsersLive(
         users={u.name: u for u in passwd},
         groups={g.name: g for g in group},
         passwords=None if shadow is None else {s.name: s.password for s in shadow},
-        uid_map={a.name: a.id for a in uid_map},
-        gid_map={a.name: a.id for a in gid_map},
-        declarative_users=frozenset(decl_users),
-        declarative_groups=frozenset(decl_groups),
+        uid_map=uid_map,
+        gid_map=gid_map,
+        declarative_users=decl_users,
+        declarative_groups=decl_groups,
+        backend=backend,
     )
     return Section(Category.USERS, live, problems=tuple(problems))
+
+
+def _markers(root: Root, directory: str, *, owner: bool) -> dict[str, int]:
+    """sysusers.nix's /var/lib/nixos/{uid,gid}/<name>: name -> the file's owner uid (or gid)."""
+    top = root.open_path(directory)
+    out: dict[str, int] = {}
+    try:
+        entries = list(os.scandir(top))
+    except OSError:
+        return out
+    for entry in entries:
+        try:
+            st = entry.stat(follow_symlinks=False)
+        except OSError:
+            continue
+        out[entry.name] = st.st_uid if owner else st.st_gid
+    return out

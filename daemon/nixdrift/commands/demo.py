@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from pathlib import Path
 
@@ -26,6 +27,14 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p.add_argument("--out", metavar="DIR", help="also write the report set (Markdown, JSON, script, metrics)")
     p.add_argument("--keep", metavar="DIR", help="build the demo host in DIR and keep it (default: a removed temp dir)")
     p.add_argument("--threshold", type=severity_arg, metavar="SEVERITY", help="lowest severity that counts")
+    p.add_argument(
+        "--layout",
+        choices=("classic", "perlless", "bashless", "immutable"),
+        default="classic",
+        help="the NixOS layout of the demo host: classic (setup-etc.pl, update-users-groups.pl), perlless "
+        "(/etc overlay, userborn), bashless (and nixos-init), immutable (read-only /etc overlay); "
+        "the overlay layouts mount a real overlayfs in a private mount namespace (root only)",
+    )
     p.add_argument("--color", choices=terminal.CHOICES, default="auto", help=terminal.HELP)
     p.set_defaults(func=run)
 
@@ -40,7 +49,7 @@ def run(args: argparse.Namespace) -> int:
 
     from nixdrift import pipeline
     from nixdrift.config import Config
-    from nixdrift.demo.scenario import DRIFTS, build_demo
+    from nixdrift.demo.scenario import DRIFTS, demo_with_layout
     from nixdrift.pipeline import ScanOptions
     from nixdrift.process import which
     from nixdrift.report import render, write_all
@@ -56,8 +65,12 @@ def run(args: argparse.Namespace) -> int:
             base.mkdir(parents=True, exist_ok=True)
         else:
             base = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="nixdrift-demo-")))
-        built = build_demo(base, progress)
-        progress(f"planted {len(DRIFTS)} drifts; checking {built.name} (flake {built.flake}, root {built.root})")
+        if args.layout != "classic" and os.geteuid() != 0:
+            raise NixdriftError(f"--layout {args.layout} mounts an overlayfs on the demo's /etc: run it as root")
+        built, planted = stack.enter_context(demo_with_layout(base, args.layout, progress))
+        progress(
+            f"planted {planted} of {len(DRIFTS)} drifts; checking {built.name} (flake {built.flake}, root {built.root})"
+        )
         opts = ScanOptions(
             flake=str(built.flake),
             host=built.name,

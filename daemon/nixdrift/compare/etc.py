@@ -16,7 +16,8 @@ from __future__ import annotations
 import re
 from collections.abc import Iterator, Mapping
 
-from nixdrift.capture.etc import ClosureEntry, EntryType, EtcEntry, EtcLive, allowed, sensitive, skipped
+from nixdrift import layout
+from nixdrift.capture.etc import ClosureEntry, EntryType, EtcEntry, EtcLive, UpperKind, allowed, sensitive, skipped
 from nixdrift.compare.common import finding, nix_str, printable
 from nixdrift.compare.common import sh as command
 from nixdrift.declared.model import DeclaredEtc, DeclaredState
@@ -30,7 +31,18 @@ def compare(declared: DeclaredState, live: Section[EtcLive]) -> tuple[Finding, .
     data = live.data
     if data is None:
         return ()
-    return (*_present(declared, data), *_missing(declared, data))
+    return (*_layout(declared, data), *_present(declared, data), *_missing(declared, data))
+
+
+def _on_overlay(data: EtcLive) -> bool:
+    """/etc is an overlay here: managed links point straight at the store, nothing is in .clean."""
+    mount = data.overlay.mount if data.overlay is not None else None
+    return mount is not None and mount.fs_type == "overlay"
+
+
+def _read_only(data: EtcLive) -> bool:
+    mount = data.overlay.mount if data.overlay is not None else None
+    return mount is not None and mount.read_only
 
 
 # --- small helpers -----------------------------------------------------------------------------
@@ -59,10 +71,10 @@ def _describe(e: EtcEntry) -> str:
             return f"{e.type.value} mode {e.mode:04o} owner {_owner(e.uid, e.gid)}"
 
 
-def _expected(c: ClosureEntry) -> str:
+def _expected(c: ClosureEntry, overlay: bool = False) -> str:
     if c.is_copy:
         return f"file sha256 {_short(c.sha256)} mode {c.mode} owner {_owner(c.uid, c.gid)}"
-    if c.mode == "direct-symlink":
+    if c.mode == "direct-symlink" or (overlay and c.target):
         return f"symlink -> {printable(c.target or '')}"
     return f"symlink -> /etc/static/{printable(c.rel)}"
 
@@ -100,8 +112,20 @@ def _source_nix(rel: str, e: EtcEntry | None, *, defined: bool = False, declared
     return "\n".join([*notes, assignment]) if defined else assignment
 
 
-def _restore(c: ClosureEntry) -> str:
+def _restore(c: ClosureEntry, data: EtcLive | None = None) -> str:
     path = f"/etc/{c.rel}"
+    if data is not None and _read_only(data):
+        return ""  # a read-only /etc: the next boot (or switch) mounts the declared image again
+    if data is not None and _on_overlay(data):
+        # no /etc/static on an overlay: the closure's own source, written through the overlay
+        if c.is_copy and c.target:
+            argv = ["install", "-m", c.mode]
+            argv += ["-o", str(c.uid)] if c.uid is not None else []
+            argv += ["-g", str(c.gid)] if c.gid is not None else []
+            return command(*argv, c.target, path)
+        if c.target:
+            return command("ln", "-sfn", c.target, path)
+        return ""
     if c.is_copy:
         argv = ["install", "-m", c.mode]
         argv += ["-o", str(c.uid)] if c.uid is not None else []
@@ -112,8 +136,11 @@ def _restore(c: ClosureEntry) -> str:
     return command("ln", "-sfn", f"/etc/static/{c.rel}", path)
 
 
-def _evidence(rel: str, e: EtcEntry | None) -> dict[str, str]:
+def _evidence(rel: str, e: EtcEntry | None, data: EtcLive | None = None) -> dict[str, str]:
     evidence = {"path": f"/etc/{printable(rel)}"}
+    kind = data.overlay.upper.get(rel) if data is not None and data.overlay is not None else None
+    if kind is not None and data is not None and data.overlay is not None and data.overlay.mount is not None:
+        evidence["overlay"] = f"{kind.value} ({printable(data.overlay.mount.upper or '')}/{printable(rel)})"
     if e is not None:
         evidence["type"] = e.type.value
         if e.type is EntryType.SYMLINK:
@@ -166,7 +193,7 @@ def _present(declared: DeclaredState, data: EtcLive) -> Iterator[Finding]:
             continue
         c = data.closure.get(rel) if data.closure is not None else None
         if c is not None:
-            yield from _managed(rel, e, c)
+            yield from _managed(rel, e, c, data)
         elif not _expected_unlisted(rel, e, data):
             yield _unmanaged(rel, e, data, declared.etc.get(rel))
 
@@ -202,17 +229,19 @@ def _unmanaged(rel: str, e: EtcEntry, data: EtcLive, d: DeclaredEtc | None) -> F
         nix=_source_nix(rel, e, defined=d is not None, declared_copy=d is not None and d.mode != "symlink"),
         command=command("rm", "--", f"/etc/{rel}"),
         reason="removing a file by hand needs a decision: it may hold state or secrets",
-        evidence=_evidence(rel, e),
+        evidence=_evidence(rel, e, data),
     )
 
 
-def _managed(rel: str, e: EtcEntry, c: ClosureEntry) -> Iterator[Finding]:
-    why = _managed_difference(e, c)
+def _managed(rel: str, e: EtcEntry, c: ClosureEntry, data: EtcLive) -> Iterator[Finding]:
+    if rel == "machine-id" and data.overlay is not None and "/etc/machine-id" in data.overlay.overmounts:
+        return  # etc-activation.nix: systemd bind-mounts /run/machine-id over the empty placeholder
+    why = _managed_difference(e, c, _on_overlay(data))
     if why is None:
         return
     shown = printable(rel)
-    restore = _restore(c)
-    safe = True
+    restore = _restore(c, data)
+    safe = bool(restore)
     if e.type is EntryType.DIR:
         restore = command("rm", "-r", "--", f"/etc/{rel}") + " && " + restore
         safe = False  # a directory put there by hand may hold state
@@ -220,18 +249,26 @@ def _managed(rel: str, e: EtcEntry, c: ClosureEntry) -> Iterator[Finding]:
         "etc-changed",
         rel,
         Kind.CHANGED,
-        _expected(c),
+        _expected(c, _on_overlay(data)),
         _describe(e),
         f"/etc/{shown}: {why}",
         nix=_source_nix(rel, e, defined=True, declared_copy=c.is_copy),
         command=restore,
         safe=safe,
-        reason="" if safe else "the directory may hold files put there by hand",
-        evidence=_evidence(rel, e),
+        reason="" if safe else _no_safe_revert(data, e),
+        evidence=_evidence(rel, e, data),
     )
 
 
-def _managed_difference(e: EtcEntry, c: ClosureEntry) -> str | None:
+def _no_safe_revert(data: EtcLive, e: EtcEntry | None) -> str:
+    if _read_only(data):
+        return "/etc is read-only: nixos-rebuild boot and a reboot mount the declared image again"
+    if e is not None and e.type is EntryType.DIR:
+        return "the directory may hold files put there by hand"
+    return "the declared source is not known here: nixos-rebuild switch restores it"
+
+
+def _managed_difference(e: EtcEntry, c: ClosureEntry, overlay: bool = False) -> str | None:
     """Why a managed entry differs from the closure's, or None when it matches."""
     if c.is_copy:
         if e.type is not EntryType.FILE:
@@ -246,7 +283,7 @@ def _managed_difference(e: EtcEntry, c: ClosureEntry) -> str | None:
         return "; ".join(diffs) or None
     if e.type is not EntryType.SYMLINK:
         return f"managed link replaced by a {e.type.value}"
-    want = c.target if c.mode == "direct-symlink" else f"/etc/static/{c.rel}"
+    want = c.target if c.mode == "direct-symlink" or (overlay and c.target) else f"/etc/static/{c.rel}"
     if e.target != want:
         return f"managed link points to {printable(e.target or '')}, not {printable(want or '')}"
     return None
@@ -268,18 +305,96 @@ def _missing(declared: DeclaredState, data: EtcLive) -> Iterator[Finding]:
         if rel in data.entries or skipped(rel) or _inside_replaced(rel, data.entries) or data.unseen(rel):
             continue
         shown = printable(rel)
+        restore = _restore(c, data)
         yield _etc_finding(
             "etc-missing",
             rel,
             Kind.MISSING,
-            _expected(c),
+            _expected(c, _on_overlay(data)),
             "absent",
-            f"/etc/{shown} is declared but absent",
+            f"/etc/{shown} is declared but absent" + _deleted_how(rel, data),
             nix=f"environment.etc.{_nix_str(rel)}.enable = false;",
-            command=_restore(c),
-            safe=True,
-            evidence={"path": f"/etc/{shown}"},
+            command=restore,
+            safe=bool(restore),
+            reason="" if restore else _no_safe_revert(data, None),
+            evidence=_evidence(rel, None, data),
         )
+
+
+def _deleted_how(rel: str, data: EtcLive) -> str:
+    if data.overlay is None:
+        return ""
+    kind = data.overlay.upper.get(rel)
+    if kind is UpperKind.WHITEOUT:
+        return " (deleted since boot: a whiteout in the overlay's upper directory)"
+    if any(data.overlay.upper.get(p) is UpperKind.OPAQUE for p in _parent_dirs(rel)):
+        return " (its directory was deleted and recreated since boot: an opaque directory)"
+    return ""
+
+
+def _parent_dirs(rel: str) -> Iterator[str]:
+    parts = rel.split("/")[:-1]
+    for i in range(1, len(parts) + 1):
+        yield "/".join(parts[:i])
+
+
+# --- the /etc layout ---------------------------------------------------------------------------
+
+
+def _layout(declared: DeclaredState, data: EtcLive) -> Iterator[Finding]:
+    want = layout.declared_layout(declared.layout)
+    mount = data.overlay.mount if data.overlay is not None else None
+    why = layout.etc_mismatch(want, mount, data.has_static) if data.mount_known else None
+    if why is not None:
+        yield _layout_finding(
+            "layout", want.etc.value, (data.live_layout.value if data.live_layout else "unknown"), why
+        )
+    if data.overlay is None or mount is None or mount.fs_type != "overlay":
+        return
+    image = declared.layout.etc_metadata_image
+    if image and data.overlay.metadata_image and data.overlay.metadata_image != image:
+        yield _layout_finding(
+            "layout/metadata-image",
+            image,
+            data.overlay.metadata_image,
+            f"/etc is mounted from the metadata image {printable(data.overlay.metadata_image)}, "
+            f"not the declared {printable(image)}",
+        )
+    for point in data.overlay.overmounts:
+        rel = point[len("/etc/") :]
+        if rel in ("machine-id", "passwd", "group", "shadow", "gshadow"):
+            continue  # systemd's machine-id bind mount; userborn and sysusers' read-only binds (mutableUsers = false)
+        yield finding(
+            rule_name="etc-overmounted",
+            id=f"etc/{printable(rel)}/mount",
+            category=E,
+            subject=printable(point),
+            kind=Kind.UNMANAGED,
+            expected="part of the /etc overlay",
+            actual="a mount point",
+            message=f"something is mounted over {printable(point)}: the overlay's file is hidden",
+            nix="",
+            command=command("umount", point),
+            reason="what is mounted there may be in use",
+            evidence={"path": printable(point)},
+        )
+
+
+def _layout_finding(sub: str, expected: str, actual: str, message: str) -> Finding:
+    return finding(
+        rule_name="layout-mismatch",
+        id=f"etc/{sub}",
+        category=E,
+        subject="/etc",
+        kind=Kind.CHANGED,
+        expected=printable(expected),
+        actual=printable(actual),
+        message=message,
+        nix="",
+        command="",
+        reason="the layout is made at boot: nixos-rebuild boot and a reboot",
+        evidence={"path": "/etc"},
+    )
 
 
 def _inside_replaced(rel: str, entries: Mapping[str, EtcEntry]) -> bool:

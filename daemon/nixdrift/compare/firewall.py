@@ -154,8 +154,39 @@ def _open_ports(declared: DeclaredState, live: FirewallLive) -> list[Finding]:
         for r in a.ports:
             if not _builtin(a, r) and not _allows(fw, a.proto, r, iface):
                 undeclared[(iface, a.proto, r)].append(a)
-    findings.extend(_opened(fw, key, accepts, live) for key, accepts in sorted(undeclared.items(), key=_order))
+    for key, accepts in sorted(undeclared.items(), key=_order):
+        temporary = all(a.origin == TEMP_PORTS for a in accepts)
+        findings.append(_temporary(key, accepts, live) if temporary else _opened(fw, key, accepts, live))
     return findings
+
+
+TEMP_PORTS = "temp-ports"  # the set nixos-firewall-tool fills (nft add element inet nixos-fw temp-ports)
+
+
+def _temporary(key: tuple[str | None, str, PortRange], accepts: list[FwAccept], live: FirewallLive) -> Finding:
+    """A port opened on purpose with `nixos-firewall-tool open`: not a hand-made hole, but still
+    something the flake does not declare (it lasts until a reboot, a reload or the tool's reset)."""
+    iface, proto, r = key
+    fid, subject = _subject(proto, r, iface)
+    return finding(
+        rule_name="port-temporary",
+        id=fid,
+        category=Category.FIREWALL,
+        subject=subject,
+        kind=Kind.UNMANAGED,
+        expected="closed",
+        actual="open temporarily (nixos-firewall-tool, set temp-ports)",
+        message=f"Port {subject} was opened temporarily with nixos-firewall-tool; it closes at reboot, "
+        "on a firewall reload or with `nixos-firewall-tool reset`.",
+        nix=_nix_allow(proto, r, iface),
+        command=_revert(accepts),
+        safe=True,
+        evidence={
+            "source": live.source,
+            "firewall_rule": " | ".join(sorted({printable(a.text) for a in accepts})),
+            "origin": TEMP_PORTS,
+        },
+    )
 
 
 def _order(item: tuple[tuple[str | None, str, PortRange], list[FwAccept]]) -> tuple[str, str, int, int]:

@@ -10,8 +10,10 @@ comparison.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
+from dataclasses import replace
 
+from nixdrift import layout
 from nixdrift.capture.accounts import GroupEntry, PasswdEntry
 from nixdrift.capture.users import UsersLive
 from nixdrift.compare.common import finding, nix_attr, printable
@@ -46,12 +48,54 @@ def compare(declared: DeclaredState, live: Section[UsersLive]) -> tuple[Finding,
     data = live.data
     if data is None:
         return ()
-    return (
+    want = layout.declared_layout(declared.layout)
+    found = (
+        *_layout(want, data),
         *_users(declared, data),
         *_groups(declared, data),
         *_members(declared, data),
         *_passwords(declared, data),
     )
+    return tuple(_for_backend(want, found))
+
+
+def _layout(want: layout.Layout, data: UsersLive) -> Iterator[Finding]:
+    why = layout.accounts_mismatch(want, data.backend)
+    if why is None:
+        return
+    live = data.live_accounts
+    yield finding(
+        rule_name="layout-mismatch",
+        id="users/layout",
+        category=U,
+        subject="accounts",
+        kind=Kind.CHANGED,
+        expected=want.accounts.value,
+        actual=live.value if live is not None else "unknown",
+        message=why,
+        reason="the accounts backend is chosen by the flake: nixos-rebuild switch",
+        evidence={"path": PASSWD_PATH},
+    )
+
+
+# What makes the account files on each backend, for the fix of a finding that a shadow-utils
+# command would revert on a classic host.
+_BACKEND_REVERT = {
+    layout.AccountsLayout.USERBORN: "userborn rewrites the account files from the flake at boot and on switch",
+    layout.AccountsLayout.SYSUSERS: "systemd-sysusers creates the declared accounts at boot and on switch",
+}
+
+
+def _for_backend(want: layout.Layout, found: Iterable[Finding]) -> Iterator[Finding]:
+    """Fixes that fit the backend: on a read-only /etc no shadow-utils command can run (they write
+    lock files and temporaries in /etc), so the revert is the flake's own: nixos-rebuild."""
+    for f in found:
+        if want.immutable_etc and f.fix.command:
+            why = _BACKEND_REVERT.get(want.accounts, "the account files are made from the flake")
+            reason = f"/etc is read-only here: {why} (nixos-rebuild switch)"
+            yield f.with_(fix=replace(f.fix, command="", safe=False, reason=reason))
+        else:
+            yield f
 
 
 def nix_str(text: str) -> str:

@@ -197,6 +197,36 @@ class DeclaredSwap:
 
 
 @dataclass(frozen=True, slots=True)
+class DeclaredLayout:
+    """The layout options the flake sets (see nixdrift.layout); NixOS's defaults when absent."""
+
+    etc_overlay: bool = False  # system.etc.overlay.enable
+    etc_overlay_mutable: bool = True  # system.etc.overlay.mutable
+    userborn: bool = False  # services.userborn.enable
+    userborn_password_files: str = "/etc"  # services.userborn.passwordFilesLocation
+    sysusers: bool = False  # systemd.sysusers.enable
+    nixos_init: bool = False  # system.nixos-init.enable
+    etc_metadata_image: str | None = None  # system.build.etcMetadataImage (overlay hosts)
+    etc_basedir: str | None = None  # system.build.etcBasedir (overlay hosts)
+
+    @classmethod
+    def from_json(cls, d: Mapping[str, Any]) -> DeclaredLayout:
+        overlay = bool(d.get("etcOverlay", False))
+        mutable = bool(d.get("etcOverlayMutable", True))
+        default_files = "/var/lib/nixos" if overlay and not mutable else "/etc"
+        return cls(
+            etc_overlay=overlay,
+            etc_overlay_mutable=mutable,
+            userborn=bool(d.get("userborn", False)),
+            userborn_password_files=str(d.get("userbornPasswordFilesLocation") or default_files),
+            sysusers=bool(d.get("sysusers", False)),
+            nixos_init=bool(d.get("nixosInit", False)),
+            etc_metadata_image=_opt(d.get("etcMetadataImage")),
+            etc_basedir=_opt(d.get("etcBasedir")),
+        )
+
+
+@dataclass(frozen=True, slots=True)
 class DeclaredState:
     host: str
     flake: FlakeInfo
@@ -216,6 +246,7 @@ class DeclaredState:
     file_systems: Mapping[str, DeclaredFileSystem]  # keyed by mount point
     swap_devices: tuple[DeclaredSwap, ...]
     local_resolver: bool = False  # networking.resolvconf.useLocalResolver: 127.0.0.1 / ::1 serve DNS
+    layout: DeclaredLayout = field(default_factory=DeclaredLayout)
 
     @classmethod
     def from_json(cls, host: str, flake: FlakeInfo, d: Mapping[str, Any]) -> DeclaredState:
@@ -234,6 +265,7 @@ class DeclaredState:
             nameservers=_strs(d.get("nameservers")),
             resolved=bool(d.get("resolved")),
             local_resolver=bool(d.get("useLocalResolver")),
+            layout=DeclaredLayout.from_json(d.get("layout") or {}),
             system_packages=tuple(DeclaredPackage.from_json(p) for p in d.get("systemPackages") or ()),
             mutable_users=bool(d.get("mutableUsers", True)),
             users={u.name: u for u in sorted(users, key=lambda u: u.name)},

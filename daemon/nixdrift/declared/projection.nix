@@ -118,6 +118,26 @@ in
       || (firewall.extraForwardRules or "") != "";
   };
 
+  # the NixOS layout (see nixdrift.layout): /etc overlay, accounts backend, init
+  layout = let
+    overlay = config.system.etc.overlay or { };
+    userborn = config.services.userborn or { };
+    overlayOn = overlay.enable or false;
+    mutableEtc = overlay.mutable or true;
+  in {
+    etcOverlay = overlayOn;
+    etcOverlayMutable = mutableEtc;
+    userborn = userborn.enable or false;
+    # userborn.nix: /var/lib/nixos when /etc is immutable, else /etc
+    userbornPasswordFilesLocation = userborn.passwordFilesLocation
+      or (if overlayOn && !mutableEtc then "/var/lib/nixos" else "/etc");
+    sysusers = systemd.sysusers.enable or false;
+    nixosInit = config.system.nixos-init.enable or false;
+    # only on overlay hosts: their outPaths cost an evaluation of the image's derivation
+    etcMetadataImage = if overlayOn then try (str (config.system.build.etcMetadataImage or null)) null else null;
+    etcBasedir = if overlayOn then try (str (config.system.build.etcBasedir or null)) null else null;
+  };
+
   fileSystems = mapSet (n: fs: {
     mountPoint = fs.mountPoint or n;
     device = fs.device or null;

@@ -71,6 +71,98 @@ def setup_etc(root: Path, static: str) -> list[str]:
     return copied
 
 
+# ---- system.etc.overlay (etc-activation.nix) ----
+OVERLAY_METADATA = "/run/nixos-etc-metadata"
+OVERLAY_UPPER = "/.rw-etc/upper"
+OVERLAY_WORK = "/.rw-etc/work"
+
+
+def setup_etc_metadata(root: Path, static: str) -> None:
+    """The lower layer as the erofs metadata image presents it (build-composefs-dump.py): a link
+    straight to its store source for every `symlink` and `direct-symlink` entry, a regular file with
+    the entry's mode and owner for every copy, directories 0755. The fixture keeps it as a plain
+    directory below ROOT/run/nixos-etc-metadata holding the copies' content (on NixOS the content
+    comes from the data-only layer /etc-basedir)."""
+    lower = root / OVERLAY_METADATA.lstrip("/")
+    lower.mkdir(parents=True, exist_ok=True)
+    for dirpath, dirnames, filenames in os.walk(static):
+        dirnames.sort()
+        rel_dir = os.path.relpath(dirpath, static)
+        for name in sorted([*dirnames, *filenames]):
+            rel = name if rel_dir == "." else f"{rel_dir}/{name}"
+            source = Path(dirpath, name)
+            if not source.is_symlink():
+                if source.is_dir():
+                    (lower / rel).mkdir(parents=True, exist_ok=True)
+                continue
+            mode_file = Path(dirpath, name + ".mode")
+            mode = mode_file.read_text().strip() if mode_file.exists() else "symlink"
+            target = lower / rel
+            if mode in ("symlink", "direct-symlink"):
+                target.symlink_to(os.readlink(source))
+                continue
+            shutil.copyfile(source, target)
+            os.chmod(target, int(mode, 8))
+            uid = Path(dirpath, name + ".uid").read_text().strip()
+            gid = Path(dirpath, name + ".gid").read_text().strip()
+            _chown(target, _id(uid), _id(gid))
+    for d in (OVERLAY_UPPER, OVERLAY_WORK):
+        (root / d.lstrip("/")).mkdir(parents=True, exist_ok=True, mode=0o755)
+    (root / "etc").mkdir(parents=True, exist_ok=True)  # the mount point
+
+
+def overlay_options(root: Path, mutable: bool) -> str:
+    """The overlay's mount options on this machine (lower, upper and work below ROOT)."""
+    # as etc-activation.nix mounts it: /etc-basedir is a data-only layer (after `::`), never merged
+    lower = f"lowerdir={root / OVERLAY_METADATA.lstrip('/')}::{root / 'etc-basedir'}"
+    if not mutable:
+        return f"ro,{lower}"
+    upper = root / OVERLAY_UPPER.lstrip("/")
+    work = root / OVERLAY_WORK.lstrip("/")
+    return f"rw,{lower},upperdir={upper},workdir={work}"
+
+
+def overlay_mounts(mutable: bool, next_id: int) -> list[Mount]:
+    """/run/nixos-etc-metadata (erofs) and /etc (overlay) as the initrd mounted them, in mountinfo."""
+    lower = "lowerdir=/run/nixos-etc-metadata::/etc-basedir"
+    layer = ",upperdir=/sysroot/.rw-etc/upper,workdir=/sysroot/.rw-etc/work" if mutable else ""
+    super_opts = f"{'rw' if mutable else 'ro'},{lower}{layer},redirect_dir=on,metacopy=on"
+    return [
+        Mount(
+            next_id,
+            22,
+            "7:0",
+            "/",
+            OVERLAY_METADATA,
+            "ro,nosuid,nodev,relatime",
+            "shared:90",
+            "erofs",
+            "/dev/loop0",
+            "ro,user_xattr,acl,cache_strategy=readaround",
+        ),
+        Mount(
+            next_id + 1,
+            22,
+            "0:91",
+            "/",
+            "/etc",
+            f"{'rw' if mutable else 'ro'},nosuid,nodev,relatime",
+            "shared:91",
+            "overlay",
+            "overlay",
+            super_opts,
+        ),
+    ]
+
+
+def _etc_writable(root: Path, layout: dict[str, Any]) -> Path | None:
+    """Where activation's own /etc writes land: /etc (classic), the overlay's upper dir (mutable:
+    what is written after boot), nowhere (immutable)."""
+    if not layout.get("overlayOn"):
+        return root / "etc"
+    return root / OVERLAY_UPPER.lstrip("/") if layout.get("mutableEtc", True) else None
+
+
 def _id(text: str) -> int:
     # "+0" is a numeric id; names are resolved on the host, and fixtures only use root's
     return int(text[1:]) if text.startswith("+") else 0
@@ -86,7 +178,9 @@ def _alloc(used: set[int], low: int, high: int, up: bool) -> int:
 
 
 def setup_users(root: Path, spec: dict[str, Any]) -> dict[str, tuple[int, int]]:
-    """update-users-groups.pl on a fresh host: allocation, files and the /var/lib/nixos maps."""
+    """update-users-groups.pl on a fresh host: allocation, files and the /var/lib/nixos maps;
+    userborn or systemd-sysusers (same allocation here) writing where their modules say."""
+    layout = spec.get("layout") or {}
     users = sorted(spec["users"], key=lambda u: u["name"])
     groups = sorted(spec["groups"], key=lambda g: g["name"])
     gids_used = {g["gid"] for g in groups if g["gid"] is not None}
@@ -118,23 +212,87 @@ def setup_users(root: Path, spec: dict[str, Any]) -> dict[str, tuple[int, int]]:
             home.mkdir(parents=True, exist_ok=True)
             os.chmod(home, int(u["homeMode"], 8))
             _chown(home, uid, gid)
-    etc = root / "etc"
+    etc = _account_files(root, layout)
+    etc.mkdir(parents=True, exist_ok=True)
     (etc / "group").write_text("".join(line for _, line in sorted(group_lines)))
     (etc / "passwd").write_text("".join(line for _, line in sorted(passwd)))
     (etc / "shadow").write_text("".join(line for _, line in sorted(shadow)))
     os.chmod(etc / "shadow", 0o640)
     _chown(etc / "shadow", 0, gid_of.get("shadow", 0))
-    (etc / "subuid").write_text("\n")
-    (etc / "subgid").write_text("\n")
     state = root / "var" / "lib" / "nixos"
     state.mkdir(parents=True, exist_ok=True)
     compact = {"separators": (",", ":"), "sort_keys": True}
+    if layout.get("userborn"):
+        _userborn_state(root, users, groups)
+        return ids
+    if layout.get("sysusers"):
+        _sysusers_state(root, users, groups, ids, gid_of)
+        return ids
+    (etc / "subuid").write_text("\n")
+    (etc / "subgid").write_text("\n")
     (state / "uid-map").write_text(json.dumps({n: ids[n][0] for n in ids}, **compact))  # type: ignore[arg-type]
     (state / "gid-map").write_text(json.dumps(gid_of, **compact))  # type: ignore[arg-type]
     (state / "declarative-users").write_text(" ".join(sorted(ids)))
     (state / "declarative-groups").write_text(" ".join(sorted(gid_of)))
     (state / "auto-subuid-map").write_text("{}\n")
     return ids
+
+
+def _account_files(root: Path, layout: dict[str, Any]) -> Path:
+    """The directory passwd, group and shadow are written to (userborn.nix, sysusers.nix)."""
+    immutable = layout.get("overlayOn") and not layout.get("mutableEtc", True)
+    if layout.get("userborn"):
+        location = str(layout.get("passwordFilesLocation") or "/etc")
+        if location != "/etc":
+            return root / location.lstrip("/")
+    elif layout.get("sysusers") and immutable:
+        return root / "var" / "lib" / "nixos" / "etc"
+    return _etc_writable(root, layout) or root / "etc"
+
+
+def _userborn_state(root: Path, users: list[dict[str, Any]], groups: list[dict[str, Any]]) -> None:
+    """/var/lib/userborn/previous-userborn.json: the config userborn last applied (the module's
+    `userbornConfig`: users with name, uid, group, description, home, shell, isNormal; groups with
+    name, gid, members)."""
+    state = root / "var" / "lib" / "userborn"
+    state.mkdir(parents=True, exist_ok=True)
+    config = {
+        "groups": [{"name": g["name"], "gid": g["gid"], "members": g["members"]} for g in groups],
+        "users": [
+            {
+                "name": u["name"],
+                "uid": u["uid"],
+                "group": u["group"],
+                "description": u["description"],
+                "home": u["home"],
+                "shell": u["shell"],
+                "isNormal": u["isNormalUser"],
+            }
+            for u in users
+        ],
+    }
+    (state / "previous-userborn.json").write_text(json.dumps(config, indent=2, sort_keys=True) + "\n")
+
+
+def _sysusers_state(
+    root: Path,
+    users: list[dict[str, Any]],
+    groups: list[dict[str, Any]],
+    ids: dict[str, tuple[int, int]],
+    gid_of: dict[str, int],
+) -> None:
+    """sysusers.nix's tmpfiles: /var/lib/nixos/uid/<user> and gid/<group> marker files, owned by
+    the id systemd-sysusers allocated, for accounts declared without one."""
+    for sub, entries, key in (("uid", users, "uid"), ("gid", groups, "gid")):
+        directory = root / "var" / "lib" / "nixos" / sub
+        directory.mkdir(parents=True, exist_ok=True)
+        for entry in entries:
+            if entry[key] is not None or (sub == "uid" and entry.get("isNormalUser")):
+                continue
+            marker = directory / entry["name"]
+            marker.touch()
+            number = ids[entry["name"]][0] if sub == "uid" else gid_of[entry["name"]]
+            _chown(marker, number if sub == "uid" else 0, number if sub == "gid" else 0)
 
 
 def setup_generation(root: Path, toplevel: str, booted: str | None = None, profile: Sequence[str] = ()) -> None:
@@ -322,15 +480,28 @@ def activate(root: Path, toplevel: str, spec: dict[str, Any], listeners: Sequenc
     for d in ("root", "tmp", "var/empty", "home", "run/systemd/system", "run/systemd/transient"):
         (root / d).mkdir(parents=True, exist_ok=True)
     setup_generation(root, toplevel)
-    setup_etc(root, os.readlink(Path(toplevel) / "etc"))
+    layout = spec.get("layout") or {}
+    static = os.readlink(Path(toplevel) / "etc")
+    if layout.get("overlayOn"):
+        setup_etc_metadata(root, static)
+        if layout.get("etcMetadataImage"):  # initrd-find-etc: the links to this generation's layers
+            symlink(root, "/etc-metadata-image", str(layout["etcMetadataImage"]))
+        symlink(root, "/etc-basedir", static)
+    else:
+        setup_etc(root, static)
     ids = setup_users(root, spec)
-    etc = root / "etc"
-    (etc / "machine-id").write_text(machine_id(spec["hostName"]) + "\n")
-    (etc / "resolv.conf").write_text(resolv_conf(spec["nameservers"]))
-    symlink(root, "/etc/mtab", "../proc/self/mounts")
-    (etc / ".updated").write_text(UPDATED)
+    etc = _etc_writable(root, layout)
+    if etc is not None:  # an immutable /etc: systemd bind-mounts /run/machine-id over the placeholder
+        etc.mkdir(parents=True, exist_ok=True)
+        (etc / "machine-id").write_text(machine_id(spec["hostName"]) + "\n")
+        (etc / "resolv.conf").write_text(resolv_conf(spec["nameservers"]))
+        (etc / "mtab").symlink_to("../proc/self/mounts")
+        (etc / ".updated").write_text(UPDATED)
     normal = sorted(ids[u["name"]][0] for u in spec["users"] if u["isNormalUser"])
     mounts, swaps = setup_mounts(root, spec, normal[0] if normal else None)
+    if layout.get("overlayOn"):
+        mutable = bool(layout.get("mutableEtc", True))
+        mounts.extend(overlay_mounts(mutable, max(m.mount_id for m in mounts) + 1))
     state = LiveState(
         host=spec["hostName"],
         units=initial_units(spec),

@@ -127,6 +127,23 @@ class Declaration:
     version: str | None = None
     lets: dict[str, Raw] = field(default_factory=dict)
     listeners: list[Listener] = field(default_factory=list)
+    etc_layout: str = "classic"  # "classic" | "overlay" | "overlay-immutable"
+    accounts: str = "perl"  # "perl" | "userborn" | "sysusers"
+    init: str = "scripted"  # "scripted" | "nixos-init"
+
+    def layout_options(self) -> dict[str, object]:
+        """The options the real modules read (etc-activation.nix, userborn.nix, sysusers.nix, nixos-init.nix)."""
+        cfg: dict[str, object] = {}
+        if self.etc_layout != "classic":
+            cfg["system.etc.overlay.enable"] = True
+            cfg["system.etc.overlay.mutable"] = self.etc_layout == "overlay"
+        if self.accounts == "userborn":
+            cfg["services.userborn.enable"] = True
+        elif self.accounts == "sysusers":
+            cfg["systemd.sysusers.enable"] = True
+        if self.init == "nixos-init":
+            cfg["system.nixos-init.enable"] = True
+        return cfg
 
     def host_nix(self) -> str:
         cfg: dict[str, object] = {"networking.hostName": self.name}
@@ -137,6 +154,7 @@ class Declaration:
         if self.nftables:
             cfg["networking.nftables.enable"] = True
         cfg["users.mutableUsers"] = self.mutable_users
+        cfg.update(self.layout_options())
         cfg["users.users"] = self.users
         cfg["users.groups"] = self.groups
         cfg["environment.systemPackages"] = self.packages
@@ -169,15 +187,35 @@ def flake_nix(name: str, system: str) -> str:
     )
 
 
+LAYOUT_ETC = ("classic", "overlay", "overlay-immutable")
+LAYOUT_ACCOUNTS = ("perl", "userborn", "sysusers")
+LAYOUT_INIT = ("scripted", "nixos-init")
+
 FLAKE_LOCK = json.dumps({"nodes": {"root": {}}, "root": "root", "version": 7}, indent=2) + "\n"
 
 
 class HostTree:
     """A NixOS host, declared in a few lines."""
 
-    def __init__(self, base: Path | str, name: str = "web1", *, build_users: int = 32) -> None:
+    def __init__(
+        self,
+        base: Path | str,
+        name: str = "web1",
+        *,
+        build_users: int = 32,
+        etc: str = "classic",
+        accounts: str = "perl",
+        init: str = "scripted",
+    ) -> None:
         self.base = Path(base)
-        self.decl = Declaration(name=name, build_users=build_users)
+        if etc not in LAYOUT_ETC or accounts not in LAYOUT_ACCOUNTS or init not in LAYOUT_INIT:
+            raise NixdriftError(f"unknown layout etc={etc!r} accounts={accounts!r} init={init!r}")
+        if init == "nixos-init" and (etc == "classic" or accounts == "perl"):
+            # nixos-init.nix's assertions
+            raise NixdriftError("nixos-init needs system.etc.overlay and userborn or sysusers")
+        if etc == "overlay-immutable" and accounts == "perl":
+            raise NixdriftError("an immutable /etc needs userborn or sysusers (etc-activation.nix)")
+        self.decl = Declaration(name=name, build_users=build_users, etc_layout=etc, accounts=accounts, init=init)
 
     @property
     def name(self) -> str:
@@ -344,6 +382,13 @@ class HostTree:
 
     @property
     def flake(self) -> Path:
+        """Where the host keeps its flake on disk: /etc/nixos; on an overlay /etc that is the upper
+        directory (a user's /etc/nixos is written after boot), and an immutable /etc has none, so
+        the flake lives in root's home."""
+        if self.decl.etc_layout == "overlay":
+            return self.root / ".rw-etc" / "upper" / "nixos"
+        if self.decl.etc_layout == "overlay-immutable":
+            return self.root / "root" / "nixos"
         return self.root / "etc" / "nixos"
 
     def write_flake(self, directory: Path) -> None:

@@ -2,14 +2,18 @@
 
 from __future__ import annotations
 
+import contextlib
+import ctypes
+import json
 import os
-from dataclasses import dataclass
+from collections.abc import Iterator
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from nixdrift.declared.nix import NIX
 from nixdrift.demo import captured
-from nixdrift.demo.activate import setup_generation
+from nixdrift.demo.activate import overlay_options, setup_generation
 from nixdrift.demo.captured import LiveState, Mount
 from nixdrift.demo.hostbuilder import BUILD_USERS, NIX_OPTIONS, build_package, build_toplevel, git
 from nixdrift.process import run
@@ -24,6 +28,7 @@ class BuiltHost:
     toplevel: str
     spec: dict[str, Any]
     state: LiveState
+    hand_rules: list[tuple[str, int]] = field(default_factory=list)
 
     @property
     def name(self) -> str:
@@ -42,6 +47,44 @@ class BuiltHost:
 
     def _save(self) -> None:
         captured.write(self.root, self.state)
+        self._write_hand_rules()
+
+    # ---- layout ----
+    @property
+    def layout(self) -> dict[str, Any]:
+        return dict(self.spec.get("layout") or {})
+
+    @property
+    def overlay(self) -> bool:
+        return bool(self.layout.get("overlayOn"))
+
+    @contextlib.contextmanager
+    def mounted_etc(self) -> Iterator[Path]:
+        """Mount ROOT/etc as the real overlayfs system.etc.overlay makes (lower: the metadata layer,
+        upper: ROOT/.rw-etc/upper when mutable; read-only otherwise), in this process's own mount
+        namespace (made private first, so the machine's mounts never change). Root only."""
+        if not self.overlay:
+            yield self.path("/etc")
+            return
+        private_mount_namespace()
+        etc = self.path("/etc")
+        options = overlay_options(self.root, bool(self.layout.get("mutableEtc", True)))
+        run(["mount", "-t", "overlay", "overlay", "-o", options, str(etc)], timeout=30)
+        try:
+            yield etc
+        finally:
+            run(["umount", "-R", str(etc)], timeout=30)  # with whatever was mounted over its files
+
+    def _resolved(self, host_path: str) -> Path:
+        """A host path below the root, its absolute links (/etc/passwd -> /var/lib/nixos/passwd on a
+        userborn host) followed below the root too: never into this machine's own files."""
+        where = self.path(host_path)
+        for _ in range(40):
+            if not where.is_symlink():
+                return where
+            target = os.readlink(where)
+            where = self.path(target) if target.startswith("/") else where.parent / target
+        raise OSError(f"too many links at {host_path}")
 
     # ---- packages ----
     def nix_env_install(self, user: str, package: str, version: str | None = None) -> str:
@@ -98,7 +141,7 @@ class BuiltHost:
     # ---- users and groups ----
     def add_group_member(self, group: str, user: str) -> None:
         """`usermod -aG GROUP USER`."""
-        path = self.path("/etc/group")
+        path = self._resolved("/etc/group")
         lines = path.read_text().splitlines(keepends=True)
         for i, line in enumerate(lines):
             fields = line.rstrip("\n").split(":")
@@ -109,12 +152,12 @@ class BuiltHost:
 
     def add_user(self, name: str, uid: int | None = None, groups: tuple[str, ...] = ()) -> int:
         """`useradd -m NAME` with NixOS's /etc/default/useradd (group users, shell bash)."""
-        passwd = self.path("/etc/passwd")
+        passwd = self._resolved("/etc/passwd")
         used = {int(line.split(":")[2]) for line in passwd.read_text().splitlines() if line.count(":") >= 6}
         uid = uid if uid is not None else next(n for n in range(1000, 30000) if n not in used)
         with passwd.open("a") as handle:
             handle.write(f"{name}:x:{uid}:100::/home/{name}:/run/current-system/sw/bin/bash\n")
-        with self.path("/etc/shadow").open("a") as handle:
+        with self._resolved("/etc/shadow").open("a") as handle:
             handle.write(f"{name}:!:20089:0:99999:7:::\n")
         self.path(f"/home/{name}").mkdir(parents=True, exist_ok=True)
         for group in groups:
@@ -122,7 +165,7 @@ class BuiltHost:
         return uid
 
     def add_group(self, name: str, gid: int) -> None:
-        with self.path("/etc/group").open("a") as handle:
+        with self._resolved("/etc/group").open("a") as handle:
             handle.write(f"{name}:x:{gid}:\n")
 
     # ---- services ----
@@ -187,6 +230,23 @@ class BuiltHost:
         self.state.firewall.opened.append((proto, port))
         self._save()
 
+    def add_fw_rule(self, port: int, proto: str = "tcp") -> None:
+        """`nft add rule inet nixos-fw input-allow tcp dport PORT accept`: a port opened by hand in
+        nixos-fw (not an element of temp-ports, which is what nixos-firewall-tool adds)."""
+        self.hand_rules.append((proto, port))
+        self._save()
+
+    def _write_hand_rules(self) -> None:
+        if not self.hand_rules or not self.state.firewall.nftables:
+            return
+        path = self.root / ".nixdrift" / "nft.json"
+        doc = json.loads(path.read_text())
+        for n, (proto, port) in enumerate(self.hand_rules):
+            match = {"match": {"op": "==", "left": {"payload": {"protocol": proto, "field": "dport"}}, "right": port}}
+            rule = {"family": "inet", "table": "nixos-fw", "chain": "input-allow", "handle": 900 + n}
+            doc["nftables"].append({"rule": {**rule, "expr": [match, {"accept": None}]}})
+        path.write_text(json.dumps(doc, indent=2) + "\n")
+
     def stop_firewall(self) -> None:
         """`systemctl stop firewall`: the INPUT jump (or the nixos-fw table) is gone."""
         self.state.firewall.running = False
@@ -241,6 +301,36 @@ class BuiltHost:
         """`mount -t tmpfs tmpfs POINT`."""
         self.mount(point, "tmpfs", "tmpfs", "rw,relatime", "rw,inode64")
 
+    def bind_over_etc(self, target: str, text: str) -> None:
+        """`mount --bind FILE /etc/TARGET`: a file of /etc hidden by another one (the way round a
+        read-only /etc), really bind-mounted in this process's namespace and in the mountinfo."""
+        source = self.path(f"/var/tmp/{target.replace('/', '_')}")
+        source.parent.mkdir(parents=True, exist_ok=True)
+        source.write_text(text)
+        run(["mount", "--bind", str(source), str(self.path(f"/etc/{target}"))], timeout=30)
+        root_mount = next(m for m in self.state.mounts if m.point == "/")
+        mount_id = self.state.next_mount_id()
+        bound = Mount(
+            mount_id,
+            self.state.mount_id_of("/etc"),
+            root_mount.dev,
+            f"/var/tmp/{target.replace('/', '_')}",
+            f"/etc/{target}",
+            "rw,relatime",
+            f"shared:{mount_id}",
+            root_mount.fs_type,
+            root_mount.source,
+            root_mount.super_options,
+        )
+        self.state.mounts.append(bound)
+        self._save()
+
+    def mount_over_etc(self, fs_type: str = "overlay", options: str = "rw,relatime", super_options: str = "") -> None:
+        """Another filesystem mounted on /etc over the system's (e.g. a writable overlay made by hand
+        where the flake declares a read-only one): the last mount on /etc is the one in effect."""
+        default = "rw,lowerdir=/run/nixos-etc-metadata,upperdir=/var/tmp/etc-upper,workdir=/var/tmp/etc-work"
+        self.mount("/etc", fs_type, fs_type, options, super_options or default)
+
     def unmount(self, point: str) -> None:
         self.state.mounts = [m for m in self.state.mounts if m.point != point]
         self._save()
@@ -287,3 +377,19 @@ class BuiltHost:
         with (self.flake / "host.nix").open("a") as handle:
             handle.write(f"# {message}\n")
         git(self.flake, "commit", "-q", "-am", message)
+
+
+_CLONE_NEWNS = 0x00020000
+_PRIVATE: list[bool] = []
+
+
+def private_mount_namespace() -> None:
+    """Move this process into a mount namespace of its own, once, with every mount private: what
+    it mounts then is seen by it and its children only (os.unshare is Python 3.12+)."""
+    if _PRIVATE:
+        return
+    libc = ctypes.CDLL(None, use_errno=True)
+    if libc.unshare(_CLONE_NEWNS) != 0:
+        raise OSError(ctypes.get_errno(), "unshare(CLONE_NEWNS) failed: mounting needs root")
+    run(["mount", "--make-rprivate", "/"], timeout=30)
+    _PRIVATE.append(True)

@@ -2,16 +2,26 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
 from nixdrift.demo.hostbuilder import HostTree
 from nixdrift.demo.planters import BuiltHost
 
+# `nixdrift demo --layout NAME`: (etc, accounts, init) as the nixpkgs profiles set them
+LAYOUTS: dict[str, tuple[str, str, str]] = {
+    "classic": ("classic", "perl", "scripted"),  # setup-etc.pl and update-users-groups.pl
+    "perlless": ("overlay", "userborn", "scripted"),  # profiles/perlless.nix
+    "bashless": ("overlay", "userborn", "nixos-init"),  # profiles/bashless.nix (the firewall kept on)
+    "immutable": ("overlay-immutable", "userborn", "nixos-init"),  # system.etc.overlay.mutable = false
+}
 
-def demo_host(base: Path, name: str = "web1") -> HostTree:
-    host = HostTree(base, name=name)
+
+def demo_host(base: Path, name: str = "web1", layout: str = "classic") -> HostTree:
+    etc, accounts, init = LAYOUTS[layout]
+    host = HostTree(base, name=name, etc=etc, accounts=accounts, init=init)
     host.with_user("alice", groups=["wheel", "video"], description="Alice Admin")
     host.with_user("bob", description="Bob Developer", packages=["jq"])
     host.with_package("hello").with_package("git").with_package("htop").with_package("curl")
@@ -62,7 +72,29 @@ def build_demo(base: Path, progress: Callable[[str], None] | None = None) -> Bui
     say = progress or (lambda _m: None)
     say(f"building the demo host in {base}")
     built = demo_host(base).build()
-    for drift in DRIFTS:
-        say(f"planting: {drift.what}")
-        drift.plant(built)
+    plant(built, say)
     return built
+
+
+def plant(built: BuiltHost, say: Callable[[str], None]) -> int:
+    """Plant every drift the layout lets an operator make; a read-only /etc refuses some (said)."""
+    planted = 0
+    for drift in DRIFTS:
+        try:
+            drift.plant(built)
+        except OSError as exc:
+            say(f"not planted ({exc.strerror or exc}): {drift.what}")
+            continue
+        say(f"planting: {drift.what}")
+        planted += 1
+    return planted
+
+
+@contextmanager
+def demo_with_layout(base: Path, layout: str, progress: Callable[[str], None]) -> Iterator[tuple[BuiltHost, int]]:
+    """The demo host of a layout, its /etc mounted as that layout mounts it (an overlay in a private
+    mount namespace, needs root), with the drifts planted; unmounted on exit."""
+    progress(f"building the demo host ({layout} layout) in {base}")
+    built = demo_host(base, layout=layout).build()
+    with built.mounted_etc():
+        yield built, plant(built, progress)

@@ -11,7 +11,7 @@ import re
 from collections.abc import Mapping
 
 from nixdrift.models import Category, Finding, Report, Severity, sort_findings
-from nixdrift.report.text import safe_line
+from nixdrift.report.text import layout_text, safe_line
 from nixdrift.text import display
 
 SEVERITIES = tuple(sorted(Severity, reverse=True))  # critical first
@@ -103,6 +103,8 @@ def executive_summary(report: Report) -> list[str]:
         f"- **Current generation:** {md_text(gens.current or 'unknown')}",
         f"- **Booted generation:** {md_text(gens.booted or 'unknown')}",
     ]
+    if report.layout:
+        lines.append(f"- **NixOS layout:** {md_text(layout_text(report.layout))}")
     return lines
 
 

@@ -7,6 +7,8 @@ and only when asked for.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+
 from nixdrift.models import Finding, Report, Severity, sort_findings
 from nixdrift.redact import strip_userinfo
 from nixdrift.text import display
@@ -60,7 +62,16 @@ def header(report: Report) -> list[str]:
     ]
     if gens.declared and gens.current and gens.declared != gens.current:
         lines.append("          (the running system is not the declared one)")
+    if report.layout:
+        lines.append(f"layout:   {safe_line(layout_text(report.layout))}")
     return lines
+
+
+def layout_text(layout: Mapping[str, str]) -> str:
+    """`etc overlay, accounts userborn, init nixos-init (live: ...)` from a report's layout field."""
+    parts = [f"{k} {layout[k]}" for k in ("etc", "accounts", "init") if k in layout]
+    live = layout.get("live")
+    return ", ".join(parts) + (f" (live: {live})" if live else "")
 
 
 def category_lines(report: Report) -> list[str]:

@@ -15,6 +15,15 @@ let
   hostName = h.networking.hostName or "nixos";
   nftables = h.networking.nftables.enable or false;
 
+  # ---- layout (etc-activation.nix, userborn.nix, sysusers.nix, nixos-init.nix) ----
+  overlayOn = h.system.etc.overlay.enable or false;
+  mutableEtc = h.system.etc.overlay.mutable or true;
+  immutableEtc = overlayOn && !mutableEtc;
+  userborn = h.services.userborn.enable or false;
+  passwordFilesLocation = h.services.userborn.passwordFilesLocation or (if immutableEtc then "/var/lib/nixos" else "/etc");
+  sysusers = h.systemd.sysusers.enable or false;
+  nixosInit = h.system.nixos-init.enable or false;
+
   # ---- users and groups (users-groups.nix defaults, ids.nix numbers) ----
   baseGroups = {
     root = 0; wheel = 1; kmem = 2; tty = 3; disk = 6; audio = 17; floppy = 18; uucp = 19; lp = 20;
@@ -178,7 +187,29 @@ let
   } // builtins.listToAttrs (mapAttrsToList (n: u: {
     name = "profiles/per-user/${n}"; value.source = buildEnv "user-environment" u.packages;
   }) userProfiles);
-  etcIn = baseEtc // (h.environment.etc or { });
+  # userborn.nix: direct links to passwordFilesLocation when it is not /etc
+  userbornEtc = if userborn && passwordFilesLocation != "/etc" then builtins.listToAttrs (map (f: {
+    name = f; value = { source = "${passwordFilesLocation}/${f}"; mode = "direct-symlink"; };
+  }) [ "group" "passwd" "shadow" ]) else { };
+  # sysusers.nix: sysusers.d/00-nixos.conf (system users only), links to /var/lib/nixos/etc when immutable
+  sysusersConf = "# Type Name ID GECOS Home directory Shell\n\n# Users\n"
+    + concatMap (n: let u = users.${n}; in
+        "u ${n} ${if u.uid == null then "/var/lib/nixos/uid/${n}" else toString u.uid}:${u.group} \"${u.description}\" ${u.home} ${shellPath u.shell}\n")
+      (builtins.filter (n: !users.${n}.isNormalUser) (builtins.attrNames users))
+    + "\n# Groups\n" + concatMap (n: let g = groups.${n}; in
+        "g ${n} ${if g.gid == null then "/var/lib/nixos/gid/${n}" else toString g.gid}\n") (builtins.attrNames groups)
+    + "\n# Group membership\n" + concatMap (n: concatMap (m: "m ${m} ${n}\n") groups.${n}.members) (builtins.attrNames groups);
+  sysusersEtc = if !sysusers then { } else {
+    "sysusers.d".source = runCommand "sysusers.d" { text = sysusersConf; passAsFile = [ "script" "text" ]; } ''
+      /bin/mkdir -p "$out"
+      /bin/cp "$textPath" "$out/00-nixos.conf"
+    '';
+  } // (if immutableEtc then builtins.listToAttrs (map (f: {
+    name = f; value = { source = "/var/lib/nixos/etc/${f}"; mode = "direct-symlink"; };
+  }) [ "passwd" "group" "shadow" "gshadow" ]) else { });
+  # etc-activation.nix: an empty machine-id placeholder on an immutable /etc
+  immutableEtcFiles = if immutableEtc then { machine-id = { text = ""; mode = "0444"; }; } else { };
+  etcIn = baseEtc // userbornEtc // sysusersEtc // immutableEtcFiles // (h.environment.etc or { });
   normEtc = n: e: {
     target = e.target or n;
     enable = e.enable or true;
@@ -203,6 +234,17 @@ let
     '') enabledEtc}
   '';
 
+  # build-composefs-dump.py's input and output: the text of the metadata image (mkcomposefs turns it
+  # into erofs on NixOS; the fixture keeps the dump, whose store path names the image)
+  etcMetadataImage = runCommand "etc-metadata.dump" { } ''
+    {
+    echo '/ 4096 40755 1 0 0 0 0.0 - - -'
+    ${concatMap (e: if e.mode == "symlink" || e.mode == "direct-symlink"
+      then "echo ${esc "/${e.target} 100 120777 1 0 0 0 1.0 ${toString e.source} - -"}\n"
+      else "echo ${esc "/${e.target} 0 10${e.mode} 1 ${e.user} ${e.group} 0 1.0 ${e.target} - -"}\n") enabledEtc}
+    } > "$out"
+  '';
+
   toplevel = runCommand "nixos-system-${hostName}-${version}" { } ''
     /bin/mkdir -p "$out"
     /bin/ln -s ${etc}/etc "$out/etc"
@@ -216,6 +258,8 @@ let
   # What the fixture builder needs to "activate" the system like NixOS would.
   spec = {
     inherit hostName nameservers nftables version;
+    layout = { inherit overlayOn mutableEtc userborn passwordFilesLocation sysusers nixosInit;
+      etcMetadataImage = if overlayOn then toString etcMetadataImage else null; };
     mutableUsers = h.users.mutableUsers or true;
     users = map (u: u // { shell = shellPath u.shell; packages = map toString u.packages; })
       (builtins.attrValues users);
@@ -246,15 +290,18 @@ let
       };
       users = { mutableUsers = spec.mutableUsers; inherit users groups; };
       environment = { inherit systemPackages; etc = etcEntries; };
-      systemd = { services = serviceUnits; sockets = socketUnits; inherit timers; };
+      systemd = { services = serviceUnits; sockets = socketUnits; inherit timers; sysusers.enable = sysusers; };
       fileSystems = builtins.mapAttrs normFs fileSystems;
       inherit swapDevices;
       services.resolved.enable = false;
+      services.userborn = { enable = userborn; inherit passwordFilesLocation; };
       system = {
+        etc.overlay = { enable = overlayOn; mutable = mutableEtc; };
+        nixos-init.enable = nixosInit;
         nixos.version = version;
         stateVersion = "24.11";
         build = {
-          inherit toplevel etc;
+          inherit toplevel etc etcMetadataImage;
           fixtureSpec = pkgs.writeText "nixdrift-fixture-spec.json" (builtins.toJSON spec);
         };
       };

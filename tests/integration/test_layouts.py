@@ -1,0 +1,231 @@
+"""Every NixOS layout (issue 10): classic /etc or system.etc.overlay (mutable or immutable), accounts
+by update-users-groups.pl, userborn or systemd-sysusers, scripted activation or nixos-init.
+
+Each host is built with real nix, its /etc is a real overlayfs mounted in this process's private
+mount namespace (lower: the metadata layer, `/etc-basedir` as a data-only layer, upper
+`/.rw-etc/upper` when mutable), the drift is planted with the real tools where the layout lets them
+run (useradd and usermod over the host's /etc in `unshare -m`; nft in `unshare -n`, loading the
+ruleset firewall-nftables.nix writes), and the scan must find each change with its rule's severity.
+"""
+
+from __future__ import annotations
+
+import errno
+import os
+import shutil
+import subprocess
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from hostscan import describe, scan
+from nixdrift.demo.hostbuilder import HostTree
+from nixdrift.demo.planters import BuiltHost
+from nixdrift.models import Category, Finding, Report, Severity
+
+pytestmark = [
+    pytest.mark.nix,
+    pytest.mark.skipif(
+        os.geteuid() != 0 or not all(shutil.which(t) for t in ("unshare", "useradd", "usermod", "nft", "mount")),
+        reason="needs root, unshare, mount, nft and shadow-utils",
+    ),
+]
+
+LAYOUTS = (
+    ("classic", "perl", "scripted"),
+    ("classic", "userborn", "scripted"),
+    ("overlay", "userborn", "nixos-init"),
+    ("overlay", "sysusers", "scripted"),
+    ("overlay-immutable", "userborn", "nixos-init"),
+    ("overlay-immutable", "sysusers", "nixos-init"),
+)
+
+# firewall-nftables.nix's table for allowedTCPPorts = [ 22 ] (the nftables-rules script's shape)
+NIXOS_FW = """\
+table inet nixos-fw {
+  set temp-ports {
+    comment "Temporarily opened ports"
+    type inet_proto . inet_service
+    flags interval
+    auto-merge
+  }
+  chain input {
+    type filter hook input priority filter; policy drop;
+    iifname { "lo" } accept comment "trusted interfaces"
+    ct state vmap {
+      invalid : drop, established : accept, related : accept,
+      new : jump input-allow, untracked : jump input-allow,
+    }
+  }
+  chain input-allow {
+    tcp dport { 22 } accept
+    meta l4proto . th dport @temp-ports accept
+    icmp type echo-request accept comment "allow ping"
+  }
+}
+"""
+
+
+def declare(base: Path, etc: str, accounts: str, init: str) -> HostTree:
+    host = HostTree(base, name="web1", etc=etc, accounts=accounts, init=init)
+    if accounts == "sysusers":  # sysusers.nix: systemd-sysusers makes system users only
+        host.with_user("svc", system=True, groups=["video"])
+    else:
+        host.with_user("alice", groups=["video"])
+    host.with_etc_file("motd", "Managed by NixOS.\n")
+    host.with_etc_copy("sudoers.d/10-deploy", "alice ALL=(ALL) NOPASSWD: /run/current-system/sw/bin/systemctl\n")
+    host.with_firewall(tcp=[22], backend="nftables")
+    return host
+
+
+@pytest.fixture(params=LAYOUTS, ids=["-".join(p) for p in LAYOUTS])
+def built(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[BuiltHost]:
+    etc, accounts, init = request.param
+    host = declare(tmp_path / "host", etc, accounts, init).build()
+    with host.mounted_etc():  # a real overlay on overlay layouts, unmounted at the end
+        real_nft(host)
+        yield host
+
+
+def real_nft(host: BuiltHost, *commands: str) -> None:
+    """Load NixOS's ruleset into a network namespace of its own, run the commands there and keep
+    what `nft -j list ruleset` says as the host's captured ruleset."""
+    out = host.root / ".nixdrift" / "nft.json"
+    script = "\n".join(["set -eu", "nft -f - <<'EOF'", NIXOS_FW + "EOF", *commands, f"nft -j list ruleset > {out}"])
+    proc = subprocess.run(["unshare", "-n", "bash", "-c", script], capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 0, proc.stderr
+
+
+def shadow_utils(host: BuiltHost, *commands: str) -> subprocess.CompletedProcess[str]:
+    """Run the real shadow-utils with the host's /etc (the overlay, where it is one) and /home bound
+    over this machine's, and an empty /var (useradd would reset this machine's lastlog records)."""
+    (host.root / "home").mkdir(exist_ok=True)
+    script = "\n".join(
+        [
+            "set -eu",
+            "mount --make-rprivate /",
+            f"mount --bind {host.root}/etc /etc",
+            f"mount --bind {host.root}/home /home",
+            "mount -t tmpfs tmpfs /var",
+            *commands,
+        ]
+    )
+    return subprocess.run(["unshare", "-m", "bash", "-c", script], capture_output=True, text=True, timeout=60)
+
+
+def layout_of(host: BuiltHost) -> dict[str, str]:
+    d = host.tree.decl
+    return {"etc": d.etc_layout, "accounts": d.accounts, "init": d.init, "live": "as declared"}
+
+
+def by_id(report: Report) -> dict[str, Finding]:
+    return {f.id: f for f in report.findings}
+
+
+def test_clean_host_of_each_layout_reports_nothing_and_names_its_layout(built: BuiltHost) -> None:
+    report = scan(built)
+    assert not report.findings, describe(report.findings)
+    assert report.layout == layout_of(built)
+    assert report.to_json()["layout"] == layout_of(built)
+    for category in (Category.ETC, Category.USERS, Category.FIREWALL):
+        assert report.categories[category] == "ok"
+
+
+def plant_etc(host: BuiltHost) -> dict[str, Severity]:
+    """A new file, an edited managed link, an edited managed copy (sudoers.d) and a deleted managed
+    file; on a read-only /etc each write must fail, and something mounted over a file is the drift."""
+    if host.tree.decl.etc_layout == "overlay-immutable":
+        for act in (
+            lambda: host.add_etc_file("hosts.allow", "ALL: ALL\n"),
+            lambda: host.edit_etc("motd", "edited\n"),
+            lambda: host.remove_etc("bashrc"),
+        ):
+            with pytest.raises(OSError) as caught:
+                act()
+            assert caught.value.errno == errno.EROFS
+        host.bind_over_etc("motd", "Back at 5.\n")  # the way round a read-only /etc
+        assert (host.root / "etc" / "motd").read_text() == "Back at 5.\n"
+        # the mounts category sees the same mount point (a mount the flake does not declare)
+        return {"etc/motd/mount": Severity.HIGH, "mounts//etc/motd/mounted": Severity.MEDIUM}
+    host.add_etc_file("hosts.allow", "ALL: ALL\n")
+    host.edit_etc("motd", "Back at 5.\n")
+    host.edit_etc("sudoers.d/10-deploy", "alice ALL=(ALL) NOPASSWD: ALL\n")
+    host.remove_etc("bashrc")
+    return {
+        "etc/hosts.allow": Severity.MEDIUM,
+        "etc/motd": Severity.MEDIUM,
+        "etc/sudoers.d/10-deploy": Severity.HIGH,
+        "etc/bashrc": Severity.MEDIUM,
+    }
+
+
+def plant_accounts(host: BuiltHost) -> dict[str, Severity]:
+    """useradd mallory && usermod -aG wheel mallory with the real tools; on a read-only /etc they
+    cannot run (they write lock files in /etc), so the backing file is edited instead."""
+    proc = shadow_utils(host, "useradd -M mallory", "usermod -aG wheel mallory")
+    if host.tree.decl.etc_layout == "overlay-immutable":
+        assert proc.returncode != 0, "shadow-utils wrote to a read-only /etc"
+        host.add_user("mallory", groups=("wheel",))
+    else:
+        assert proc.returncode == 0, proc.stderr
+    return {"users/user/mallory": Severity.MEDIUM, "users/group/wheel/member/mallory": Severity.CRITICAL}
+
+
+def test_each_planted_change_is_found_with_its_severity(built: BuiltHost) -> None:
+    wanted = {**plant_etc(built), **plant_accounts(built)}
+    # a port opened by hand in nixos-fw, and one opened with nixos-firewall-tool's own command
+    real_nft(
+        built,
+        "nft add rule inet nixos-fw input-allow tcp dport 8080 accept",
+        "nft add element inet nixos-fw temp-ports '{ tcp . 8888 }'",
+    )
+    wanted |= {"firewall/tcp/8080": Severity.CRITICAL, "firewall/tcp/8888": Severity.LOW}
+
+    report = scan(built)
+    found = by_id(report)
+    got = {fid: found[fid].severity for fid in wanted if fid in found}
+    assert got == wanted, describe(report.findings)
+    extra = sorted(set(found) - set(wanted))
+    assert not extra, describe([found[f] for f in extra])
+    assert report.layout == layout_of(built)
+
+    temp = found["firewall/tcp/8888"]
+    assert temp.fix.command == "nft delete element inet nixos-fw temp-ports '{ tcp . 8888 }'"
+    assert "nixos-firewall-tool" in temp.message
+    member = found["users/group/wheel/member/mallory"]
+    if built.tree.decl.etc_layout == "overlay-immutable":
+        assert member.fix.command == ""  # no shadow-utils advice where /etc is read-only
+        assert "read-only" in member.fix.reason
+    else:
+        assert member.fix.command == "gpasswd -d mallory wheel"
+    if built.tree.decl.etc_layout == "overlay":  # the upper directory says how each file changed
+        assert "copy-up" in found["etc/sudoers.d/10-deploy"].evidence["overlay"]
+        assert "new since boot" in found["etc/hosts.allow"].evidence["overlay"]
+        assert "whiteout" in found["etc/bashrc"].message
+        assert found["etc/motd"].fix.command.startswith("ln -sfn /nix/store/")
+
+
+def test_etc_not_mounted_as_declared_is_a_layout_finding(tmp_path: Path) -> None:
+    """The flake declares an immutable overlay; someone mounted a writable overlay on /etc."""
+    host = declare(tmp_path / "host", "overlay-immutable", "userborn", "nixos-init").build()
+    host.mount_over_etc()
+    with host.mounted_etc():
+        report = scan(host)
+    layout = by_id(report)["etc/layout"]
+    assert layout.severity is Severity.HIGH
+    assert "read-write" in layout.message
+    assert (layout.expected, layout.actual) == ("overlay-immutable", "overlay")
+    assert report.layout["live"] == "etc overlay, accounts userborn"
+
+
+def test_classic_host_declared_as_overlay_is_a_layout_finding(tmp_path: Path) -> None:
+    """A flake that turns system.etc.overlay on, deployed on a host still running setup-etc.pl's /etc
+    (not rebooted into the new layout): the report says so instead of listing every file."""
+    classic = declare(tmp_path / "classic", "classic", "userborn", "scripted").build()
+    overlay = declare(tmp_path / "overlay", "overlay", "userborn", "scripted")
+    overlay.write_flake(classic.flake)  # the same host's flake, now declaring the overlay
+    report = scan(classic)
+    layout = by_id(report)["etc/layout"]
+    assert (layout.severity, layout.expected) == (Severity.HIGH, "overlay")
+    assert "not a mount point" in layout.message
