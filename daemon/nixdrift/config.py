@@ -9,7 +9,7 @@ from __future__ import annotations
 import difflib
 import math
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -43,6 +43,7 @@ class KubernetesConfig:
     kubeconfig: str | None = None  # None: in-cluster config
     namespace: str = "nixdrift"
     heartbeat: int = 3600
+    report_format: str = "policyreport"  # the top-level `reportFormat`: policyreport | openreports | both
 
 
 # seconds between runs of each cluster check in the daemon (`kube:`); "full" is the reconciliation of all
@@ -234,6 +235,10 @@ def parse(text: str, path: Path | None = None) -> Config:
         "kube": "kube",
         "reportFormat": "report_format",
     }
+    if "reportFormat" in values:  # the sink publishes in the format asked for (hosts and clusters alike)
+        values["kubernetes"] = replace(
+            values.get("kubernetes", KubernetesConfig()), report_format=values["reportFormat"]
+        )
     return Config(path=path, **{names[k]: v for k, v in values.items()})
 
 

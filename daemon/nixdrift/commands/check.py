@@ -14,14 +14,12 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from nixdrift import terminal
-from nixdrift.commands.common import add_scan_options, exit_status, load_options, progress
+from nixdrift.commands.common import Target, add_scan_options, exit_status, load_options, load_target, progress
 
 if TYPE_CHECKING:
-    from nixdrift.config import Config
     from nixdrift.models import Report
-    from nixdrift.pipeline import ScanOptions
 
-FORMATS = ("text", "json", "markdown", "policyreport")
+FORMATS = ("text", "json", "markdown", "policyreport", "openreports")
 DEFAULT_MAX_AGE = 3600.0  # as `report`: the daemon's slowest default interval re-captures within it
 
 
@@ -55,11 +53,12 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    cfg, opts = load_options(args)
-    stored = _from_daemon(args, cfg, opts)
-    if stored is None:
+    target = load_target(args)
+    stored = _from_daemon(args, target)
+    if stored is None:  # only now the pipeline and its collectors are loaded
         from nixdrift import pipeline
 
+        _cfg, opts = load_options(args, target)
         report = pipeline.scan(opts, progress)
         note = ""
     else:
@@ -69,6 +68,10 @@ def run(args: argparse.Namespace) -> int:
         from nixdrift.sinks.kube import policy_report_yaml
 
         sys.stdout.write(policy_report_yaml(report))
+    elif args.format == "openreports":
+        from nixdrift.sinks.openreports import host_reports_yaml
+
+        sys.stdout.write(host_reports_yaml(report, "openreports"))
     else:
         from nixdrift.report import render
 
@@ -82,10 +85,10 @@ def run(args: argparse.Namespace) -> int:
     return exit_status(report)
 
 
-def _from_daemon(args: argparse.Namespace, cfg: Config, opts: ScanOptions) -> tuple[Report, str] | None:
+def _from_daemon(args: argparse.Namespace, target: Target) -> tuple[Report, str] | None:
     """The daemon's fresh report of this host and flake, with the accepted baselines and this
     check's threshold, and the header line saying where it came from; None: scan."""
-    if args.fresh or args.max_age <= 0 or not opts.root.is_live:
+    if args.fresh or args.max_age <= 0 or not target.root.is_live:
         return None
     from dataclasses import replace
 
@@ -93,18 +96,18 @@ def _from_daemon(args: argparse.Namespace, cfg: Config, opts: ScanOptions) -> tu
     from nixdrift.commands.report import with_accepted
     from nixdrift.service.history import stored_report
 
-    state = Path(args.state_dir or cfg.state_dir or DEFAULT_STATE_DIR)
+    state = Path(args.state_dir or target.cfg.state_dir or DEFAULT_STATE_DIR)
     found = stored_report(state, args.max_age)
     if found is None:
         return None
-    if (found.host, found.flake.reference) != (opts.host, opts.flake):
+    if (found.host, found.flake.reference) != (target.host, target.flake):
         print(
             f"nixdrift: the daemon's report is of {found.host} from {found.flake.reference}, not of "
-            f"{opts.host} from {opts.flake}: scanning",
+            f"{target.host} from {target.flake}: scanning",
             file=sys.stderr,
         )
         return None
-    report = replace(with_accepted(found, state), threshold=opts.policy.threshold)
+    report = replace(with_accepted(found, state), threshold=target.policy.threshold)
     return (
         report,
         f"from the daemon's scan at {found.generated_at} (age {_age(found.generated_at)}; --fresh to scan now)",

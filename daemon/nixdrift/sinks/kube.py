@@ -221,15 +221,16 @@ def api_client(kubeconfig: str | None, *, in_cluster_fallback: bool = False) -> 
 
 
 def apply(api: Any, obj: Mapping[str, Any], timeout: float) -> None:
-    """Server-side apply of one PolicyReport (PATCH, application/apply-patch+yaml, force)."""
+    """Server-side apply of one PolicyReport, or OpenReports Report (PATCH, apply-patch+yaml, force)."""
     from kubernetes import client
 
     meta = obj["metadata"]
+    group, _, version = str(obj.get("apiVersion", f"{GROUP}/{VERSION}")).partition("/")
     client.CustomObjectsApi(api).patch_namespaced_custom_object(
-        GROUP,
-        VERSION,
+        group,
+        version,
         meta["namespace"],
-        PLURAL,
+        "reports" if obj.get("kind") == "Report" else PLURAL,
         meta["name"],
         dict(obj),
         field_manager=FIELD_MANAGER,
@@ -253,6 +254,16 @@ def describe(exc: BaseException) -> str:
 
 def _now_iso() -> str:
     return datetime.now(UTC).replace(microsecond=0).isoformat().replace("+00:00", "Z")
+
+
+def _spelled(obj: dict[str, Any], report_format: str) -> list[dict[str, Any]]:
+    """The objects `reportFormat` asks for: the PolicyReport, its OpenReports Report, or both."""
+    if report_format == "policyreport":
+        return [obj]
+    from nixdrift.sinks.openreports import from_policy_report
+
+    report = from_policy_report(obj)
+    return [report] if report_format == "openreports" else [obj, report]
 
 
 class KubeSink:
@@ -401,7 +412,8 @@ class KubeSink:
         try:
             if self._client is None:
                 self._client = api_client(self.cfg.kubeconfig)
-            apply(self._client, obj, self.request_timeout)
+            for each in _spelled(obj, self.cfg.report_format):
+                apply(self._client, each, self.request_timeout)
         except Exception as exc:  # noqa: BLE001 - urllib3, ApiException, credentials: all are retried
             self._failed(row.id, row.name, exc)
             return
