@@ -49,6 +49,7 @@ def run(args: argparse.Namespace) -> int:
 
     from nixdrift import pipeline
     from nixdrift.config import Config
+    from nixdrift.demo.activate import overlay_options
     from nixdrift.demo.scenario import DRIFTS, demo_with_layout
     from nixdrift.pipeline import ScanOptions
     from nixdrift.process import which
@@ -85,7 +86,9 @@ def run(args: argparse.Namespace) -> int:
             for path in write_all(report, Path(args.out)):
                 progress(f"wrote {path}")
         if args.keep:
-            progress(
-                f"kept the demo host: nixdrift check --flake {built.flake} --host {built.name} --root {built.root}"
-            )
+            check = f"nixdrift check --flake {built.flake} --host {built.name} --root {built.root}"
+            if built.overlay:  # its /etc is an overlay, mounted only in this process's namespace
+                options = overlay_options(built.root, built.overlay_mutable)
+                check = f"mount -t overlay overlay -o {options} {built.root}/etc && {check}"
+            progress(f"kept the demo host: {check}")
         return pipeline.exit_code(report)

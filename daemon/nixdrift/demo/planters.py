@@ -58,6 +58,10 @@ class BuiltHost:
     def overlay(self) -> bool:
         return bool(self.layout.get("overlayOn"))
 
+    @property
+    def overlay_mutable(self) -> bool:
+        return bool(self.layout.get("mutableEtc", True))
+
     @contextlib.contextmanager
     def mounted_etc(self) -> Iterator[Path]:
         """Mount ROOT/etc as the real overlayfs system.etc.overlay makes (lower: the metadata layer,
@@ -68,7 +72,7 @@ class BuiltHost:
             return
         private_mount_namespace()
         etc = self.path("/etc")
-        options = overlay_options(self.root, bool(self.layout.get("mutableEtc", True)))
+        options = overlay_options(self.root, self.overlay_mutable)
         run(["mount", "-t", "overlay", "overlay", "-o", options, str(etc)], timeout=30)
         try:
             yield etc

@@ -32,7 +32,8 @@ def demo_host(base: Path, name: str = "web1", layout: str = "classic") -> HostTr
     host.with_etc_copy("sudoers.d/10-deploy", "alice ALL=(ALL) NOPASSWD: /run/current-system/sw/bin/systemctl\n")
     host.with_firewall(tcp=[22, 80, 443])
     host.with_mount("/data", device="/dev/disk/by-label/data", fs_type="ext4", options=["noatime"])
-    host.with_nameservers("1.1.1.1", "9.9.9.9")
+    if etc != "overlay-immutable":  # resolvconf cannot write a read-only /etc (DNS is DHCP's there)
+        host.with_nameservers("1.1.1.1", "9.9.9.9")
     return host
 
 
