@@ -229,3 +229,28 @@ def test_classic_host_declared_as_overlay_is_a_layout_finding(tmp_path: Path) ->
     layout = by_id(report)["etc/layout"]
     assert (layout.severity, layout.expected) == (Severity.HIGH, "overlay")
     assert "not a mount point" in layout.message
+
+
+def test_etc_mounted_from_another_metadata_image_is_a_layout_finding(tmp_path: Path) -> None:
+    """initrd-find-etc links /etc-metadata-image to the generation's image: another one means /etc
+    is not the declared generation's (an older image, or one built elsewhere)."""
+    host = declare(tmp_path / "host", "overlay-immutable", "sysusers", "nixos-init").build()
+    link = host.root / "etc-metadata-image"
+    declared_image = os.readlink(link)
+    other = "/nix/store/" + "0" * 32 + "-etc-metadata.erofs"
+    link.unlink()
+    link.symlink_to(other)
+    with host.mounted_etc():
+        found = by_id(scan(host))
+    image = found["etc/layout/metadata-image"]
+    assert (image.severity, image.expected, image.actual) == (Severity.HIGH, declared_image, other)
+
+
+def test_accounts_kept_by_another_backend_is_a_layout_finding(tmp_path: Path) -> None:
+    """The flake moves to userborn; the host still has update-users-groups.pl's records only."""
+    classic = declare(tmp_path / "classic", "classic", "perl", "scripted").build()
+    declare(tmp_path / "userborn", "classic", "userborn", "scripted").write_flake(classic.flake)
+    found = by_id(scan(classic))
+    layout = found["users/layout"]
+    assert (layout.severity, layout.expected, layout.actual) == (Severity.HIGH, "userborn", "perl")
+    assert "etc/layout" not in found  # /etc is as declared: classic
