@@ -18,6 +18,7 @@ from nixdrift.declared.model import DeclaredState
 from nixdrift.models import Category, Finding, Generations, Report, Section, Severity, sort_findings
 from nixdrift.policy import Policy
 from nixdrift.rootfs import Root
+from nixdrift.verdict import exit_code, unavailable  # re-exported: the verdict lives apart
 
 log = logging.getLogger(__name__)
 
@@ -197,21 +198,6 @@ def scan(opts: ScanOptions, progress: Progress | None = None) -> Report:
     declared = load_declared(opts)
     compared = compare_sections(declared, capture(opts.root, declared, TABLE, progress, opts.cache_dir))
     return build_report(declared, opts.root, compared.sections, compared.findings, opts.policy)
-
-
-def unavailable(report: Report) -> tuple[Category, ...]:
-    """The categories the report could not judge (their drift, if any, went unseen)."""
-    return tuple(
-        sorted((c for c, s in report.categories.items() if s.startswith("unavailable")), key=lambda c: c.value)
-    )
-
-
-def exit_code(report: Report) -> int:
-    """1 when something active is at or above the threshold; else 2 when a category could not be
-    scanned (never claim "no drift" for what nobody looked at); else 0."""
-    if report.at_or_above_threshold():
-        return 1
-    return 2 if unavailable(report) else 0
 
 
 __all__ = [

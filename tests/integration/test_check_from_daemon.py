@@ -78,10 +78,29 @@ def setup(tmp_path_factory: pytest.TempPathFactory) -> Setup:
     return Setup(built, state, base / "cache", frozenset(f.id for f in report.findings))
 
 
-def live_check(s: Setup, *extra: str, fmt: str = "json") -> subprocess.CompletedProcess[str]:
+# the CLI, saying on its last stderr line which of these it imported
+PROBE = """
+import json, sys
+from nixdrift import cli
+code = cli.main(sys.argv[1:])
+heavy = ("nixdrift.pipeline", "nixdrift.categories", "nixdrift.capture", "nixdrift.declared")
+heavy += ("git", "psutil", "jeepney")
+print(json.dumps(sorted(h for h in heavy if h in sys.modules)), file=sys.stderr)
+sys.exit(code)
+"""
+
+
+def live_check(s: Setup, *extra: str, fmt: str = "json", cli: tuple[str, ...] = ()) -> subprocess.CompletedProcess[str]:
     """`nixdrift check` on the live root, which is the fixture host in a namespace of its own."""
     root = s.built.root
-    argv = [sys.executable, "-m", "nixdrift", "check", "--flake", str(s.built.flake), "--host", s.built.name]
+    argv = [
+        *(cli or (sys.executable, "-m", "nixdrift")),
+        "check",
+        "--flake",
+        str(s.built.flake),
+        "--host",
+        s.built.name,
+    ]
     argv += ["--cache-dir", str(s.cache), "--format", fmt, "--state-dir", str(s.state), *extra]
     script = "\n".join(
         [
@@ -121,6 +140,14 @@ def test_the_daemon_s_fresh_state_is_the_answer_and_the_header_says_so(setup: Se
     as_json = live_check(setup)
     assert ids(as_json) == setup.daemon_ids
     assert HEADER.search(as_json.stderr), as_json.stderr  # JSON stays JSON: the note is on stderr
+
+
+def test_an_answer_from_the_daemon_s_state_loads_no_collector(setup: Setup) -> None:
+    answered = live_check(setup, cli=(sys.executable, "-c", PROBE))
+    assert HEADER.search(answered.stderr), answered.stderr
+    assert json.loads(answered.stderr.splitlines()[-1]) == []
+    scanned = live_check(setup, "--fresh", cli=(sys.executable, "-c", PROBE))
+    assert "nixdrift.pipeline" in json.loads(scanned.stderr.splitlines()[-1])  # the probe sees them when used
 
 
 def test_fresh_scans_and_finds_what_changed_since_the_daemon_s_scan(setup: Setup) -> None:

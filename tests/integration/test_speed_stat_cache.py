@@ -9,7 +9,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from conftest import scan
+from hostscan import scan
 from nixdrift.capture.statcache import RACY_NS, DigestCache, file_for
 from nixdrift.demo.planters import BuiltHost
 from nixdrift.models import Report

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import os
 import sys
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -14,6 +15,7 @@ if TYPE_CHECKING:  # imported where used: building the parser (--help) loads non
     from nixdrift import config as config_mod
     from nixdrift.models import Report, Severity
     from nixdrift.pipeline import ScanOptions
+    from nixdrift.policy import Policy
     from nixdrift.rootfs import Root
 
 # config.DEFAULT_PATH, repeated so that --help need not import the YAML loader (a test keeps them equal)
@@ -88,10 +90,20 @@ def host_name(root: Root) -> str:
     return name
 
 
-def load_options(args: argparse.Namespace) -> tuple[config_mod.Config, ScanOptions]:
+@dataclass(frozen=True, slots=True)
+class Target:
+    """What a scan is of, from the arguments and the config; building it loads no collector (a
+    check answered from the daemon's state needs no more)."""
+
+    cfg: config_mod.Config
+    root: Root
+    flake: str
+    host: str
+    policy: Policy
+
+
+def load_target(args: argparse.Namespace) -> Target:
     from nixdrift import config as config_mod
-    from nixdrift.declared import default_cache_dir
-    from nixdrift.pipeline import ScanOptions
     from nixdrift.rootfs import Root
 
     cfg = config_mod.load(getattr(args, "config", None))
@@ -103,30 +115,31 @@ def load_options(args: argparse.Namespace) -> tuple[config_mod.Config, ScanOptio
     require_nixos(root, allowed=getattr(args, "not_nixos_ok", False))
     flake = args.flake or cfg.flake or "/etc/nixos"
     host = args.host or cfg.host_name or host_name(root)
+    return Target(cfg, root, flake, host, cfg.policy(getattr(args, "threshold", None)))
+
+
+def load_options(args: argparse.Namespace, target: Target | None = None) -> tuple[config_mod.Config, ScanOptions]:
+    from nixdrift.declared import default_cache_dir
+    from nixdrift.pipeline import ScanOptions
+
+    t = target or load_target(args)
     if getattr(args, "no_cache", False):
         cache: Path | None = None
     elif getattr(args, "cache_dir", None):
         cache = Path(args.cache_dir)
     else:
         cache = default_cache_dir()
-    opts = ScanOptions(
-        flake=flake,
-        host=host,
-        root=root,
-        cache_dir=cache,
-        policy=cfg.policy(getattr(args, "threshold", None)),
-    )
-    return cfg, opts
+    return t.cfg, ScanOptions(flake=t.flake, host=t.host, root=t.root, cache_dir=cache, policy=t.policy)
 
 
 def exit_status(report: Report) -> int:
     """The scan's exit code, with one line on stderr naming the categories that could not be
     scanned: an output without findings is then not a clean bill (exit 2), and drift found beside
     them may not be all of it."""
-    from nixdrift import pipeline
+    from nixdrift.verdict import exit_code, unavailable  # not the pipeline: a stored report loads no collector
 
-    code = pipeline.exit_code(report)
-    if missing := pipeline.unavailable(report):
+    code = exit_code(report)
+    if missing := unavailable(report):
         names = ", ".join(c.value for c in missing)
         verdict = "no drift found in the rest: exit 2, not clean" if code == 2 else "the drift found may be partial"
         print(f"nixdrift: not scanned: {names} (unavailable, see categories); {verdict}", file=sys.stderr)
