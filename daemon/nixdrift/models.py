@@ -283,8 +283,6 @@ class Report:
     scanned: ScanTarget | None = None  # None: not recorded (a report from before it was)
     # the NixOS layout (nixdrift.layout): etc, accounts, init as declared; live: what the host showed
     layout: Mapping[str, str] = field(default_factory=dict)
-    # the NixOS layout (nixdrift.layout): etc, accounts, init as declared; live: what the host showed
-    layout: Mapping[str, str] = field(default_factory=dict)
 
     @property
     def active(self) -> tuple[Finding, ...]:
@@ -334,7 +332,6 @@ class Report:
             "problems": list(self.problems),
             "scanned": self.scanned.to_json() if self.scanned is not None else None,
             "layout": dict(sorted(self.layout.items())),
-            "layout": dict(sorted(self.layout.items())),
         }
 
     @classmethod
@@ -355,6 +352,5 @@ class Report:
             threshold=Severity.parse(str(data.get("threshold", "low"))),
             problems=tuple(str(p) for p in data.get("problems") or []),
             scanned=ScanTarget.from_json(scanned) if isinstance(scanned := data.get("scanned"), Mapping) else None,
-            layout={str(k): str(v) for k, v in (data.get("layout") or {}).items()},
             layout={str(k): str(v) for k, v in (data.get("layout") or {}).items()},
         )
