@@ -55,6 +55,8 @@ KEPT = ("/etc/.clean", "/etc/NIXOS")
 SOURCES = {"/proc/self/mountinfo": "/proc/1/mountinfo"}
 # path -> index of the hash field, for the files kept whole that hold password hashes
 REDACTED = {"/etc/shadow": 1, "/etc/gshadow": 1, "/etc/shadow-": 1, "/etc/gshadow-": 1}
+# an immutable /etc links shadow to where userborn and systemd-sysusers keep it (capture/accounts.py)
+REDACTED |= {"/var/lib/nixos/shadow": 1, "/var/lib/nixos/etc/shadow": 1, "/var/lib/nixos/etc/gshadow": 1}
 # files that are secrets themselves: named in snapshot.json's "withheld" (held by digest like the rest)
 WITHHELD = (
     "/etc/ssh/ssh_host_*_key",

@@ -20,9 +20,13 @@ from pathlib import Path
 import pytest
 
 from hostscan import describe, scan
+from nixdrift import pipeline
 from nixdrift.demo.hostbuilder import HostTree
 from nixdrift.demo.planters import BuiltHost
 from nixdrift.models import Category, Finding, Report, Severity
+from nixdrift.pipeline import ScanOptions
+from nixdrift.rootfs import Root
+from nixdrift.snapshot import take
 
 pytestmark = [
     pytest.mark.nix,
@@ -254,3 +258,29 @@ def test_accounts_kept_by_another_backend_is_a_layout_finding(tmp_path: Path) ->
     layout = found["users/layout"]
     assert (layout.severity, layout.expected, layout.actual) == (Severity.HIGH, "userborn", "perl")
     assert "etc/layout" not in found  # /etc is as declared: classic
+
+
+def test_snapshot_of_an_immutable_host_holds_its_accounts_without_hashes(tmp_path: Path) -> None:
+    """/etc/passwd, group and shadow are links into /var/lib/nixos on an immutable /etc: a snapshot
+    keeps the files they link to (shadow redacted), so it checks like the host."""
+    tree = declare(tmp_path / "host", "overlay-immutable", "userborn", "nixos-init")
+    host = tree.with_user("carol", hashed_password=True).with_mutable_users(False).build()
+    out = tmp_path / "snap"
+    with host.mounted_etc():
+        real_nft(host)
+        on_host = scan(host)
+        take(out, host.name, Root.of(host.root), warn=pytest.fail)
+    (out / ".nixdrift" / "nft.json").write_bytes((host.root / ".nixdrift" / "nft.json").read_bytes())
+    for name in ("units.json", "listening.json"):
+        (out / ".nixdrift" / name).write_bytes((host.root / ".nixdrift" / name).read_bytes())
+    assert os.readlink(out / "etc" / "shadow") == "/var/lib/nixos/shadow"
+    shadow = (out / "var/lib/nixos/shadow").read_text()
+    assert "carol:" in shadow and "not-a-real-hash" not in shadow
+    assert "not-a-real-hash" in (host.root / "var/lib/nixos/shadow").read_text()  # the test means something
+    in_snapshot = _scan_root(host, out)
+    assert in_snapshot.categories[Category.USERS] == on_host.categories[Category.USERS] == "ok"
+    assert not [f for f in in_snapshot.findings if f.category is Category.USERS]
+
+
+def _scan_root(host: BuiltHost, root: Path) -> Report:
+    return pipeline.scan(ScanOptions(flake=str(host.flake), host=host.name, root=Root.of(root)))

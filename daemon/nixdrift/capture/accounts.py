@@ -35,6 +35,17 @@ USERBORN_PREVIOUS = "/var/lib/userborn/previous-userborn.json"
 SYSUSERS_CONFIG = "/etc/sysusers.d/00-nixos.conf"
 SYSUSERS_UIDS = "/var/lib/nixos/uid"
 SYSUSERS_GIDS = "/var/lib/nixos/gid"
+# where /etc/passwd, group, shadow (and gshadow) live when /etc is read-only: userborn's default
+# passwordFilesLocation, and sysusers.nix's immutablePasswordFilesLocation
+IMMUTABLE_ACCOUNT_FILES = (
+    "/var/lib/nixos/passwd",
+    "/var/lib/nixos/group",
+    "/var/lib/nixos/shadow",
+    "/var/lib/nixos/etc/passwd",
+    "/var/lib/nixos/etc/group",
+    "/var/lib/nixos/etc/shadow",
+    "/var/lib/nixos/etc/gshadow",
+)
 
 _MAX_ID = 2**32 - 1
 

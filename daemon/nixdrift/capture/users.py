@@ -30,6 +30,10 @@ SNAPSHOT_PATHS: tuple[str, ...] = (
     accounts.DECLARATIVE_GROUPS,
     accounts.USERBORN_PREVIOUS,
     accounts.SYSUSERS_CONFIG,
+    # on an immutable /etc, /etc/passwd, group and shadow link to these (userborn, sysusers)
+    *accounts.IMMUTABLE_ACCOUNT_FILES,
+    accounts.SYSUSERS_UIDS,
+    accounts.SYSUSERS_GIDS,
 )
 
 R = TypeVar("R")
