@@ -7,9 +7,12 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from nixdrift import layout
-from nixdrift.capture.accounts import parse_userborn_config
-from nixdrift.declared.model import DeclaredLayout
+from nixdrift.capture.accounts import GroupEntry, PasswdEntry, parse_userborn_config
+from nixdrift.capture.users import UsersLive
+from nixdrift.compare import users as compare_users
+from nixdrift.declared.model import DeclaredLayout, DeclaredState
 from nixdrift.layout import AccountsEvidence, AccountsLayout, EtcLayout, EtcMount, InitLayout, Layout
+from nixdrift.models import Category, FlakeInfo, Section
 
 # mountinfo's super options of /etc on a mutable system.etc.overlay host (mounted by the initrd)
 MUTABLE = layout.parse_options(
@@ -109,3 +112,32 @@ def test_userborn_config_parser_never_raises(text: str) -> None:
 def test_mount_options_parser_never_raises(options: list[str]) -> None:
     mount = EtcMount("overlay", False, layout.parse_options(tuple(options)))
     assert all(p for p in mount.lowers)
+
+
+def _users_section(backend: AccountsEvidence) -> Section[UsersLive]:
+    passwd = (PasswdEntry("root", 0, 0, "", "/root", "/bin/sh"), PasswdEntry("mallory", 1001, 100, "", "/", "/bin/sh"))
+    groups = (GroupEntry("root", 0, ()), GroupEntry("users", 100, ()), GroupEntry("wheel", 1, ("mallory",)))
+    live = UsersLive({u.name: u for u in passwd}, {g.name: g for g in groups}, None, backend=backend)
+    return Section(Category.USERS, live)
+
+
+def _declared(mutable_users: bool, **layout_json: bool) -> DeclaredState:
+    users = {"root": {"name": "root", "uid": 0, "group": "root", "home": "/root", "shell": "/bin/sh"}}
+    groups = {n: {"name": n, "gid": g} for n, g in (("root", 0), ("users", 100), ("wheel", 1))}
+    data = {"mutableUsers": mutable_users, "users": users, "groups": groups, "layout": layout_json}
+    return DeclaredState.from_json("web1", FlakeInfo("."), data)
+
+
+def test_fixes_fit_the_accounts_backend() -> None:
+    """shadow-utils advice where it can run; none where the files are read-only (an immutable /etc,
+    or userborn's read-only bind mounts with users.mutableUsers = false)."""
+    perl = compare_users.compare(_declared(True), _users_section(AccountsEvidence(True, False, False)))
+    assert {f.id: f.fix.command for f in perl}["users/group/wheel/member/mallory"] == "gpasswd -d mallory wheel"
+    userborn = AccountsEvidence(False, True, False)
+    mutable = compare_users.compare(_declared(True, userborn=True), _users_section(userborn))
+    assert {f.id: f.fix.command for f in mutable}["users/user/mallory"] == "userdel mallory"
+    bound = compare_users.compare(_declared(False, userborn=True), _users_section(userborn))
+    assert all(f.fix.command == "" and "bind-mounted read-only" in f.fix.reason for f in bound)
+    assert {f.id for f in bound} == {f.id for f in mutable}  # the same findings, only the fix differs
+    immutable = _declared(True, userborn=True, etcOverlay=True, etcOverlayMutable=False)
+    assert all("/etc is read-only" in f.fix.reason for f in compare_users.compare(immutable, _users_section(userborn)))

@@ -56,7 +56,7 @@ def compare(declared: DeclaredState, live: Section[UsersLive]) -> tuple[Finding,
         *_members(declared, data),
         *_passwords(declared, data),
     )
-    return tuple(_for_backend(want, found))
+    return tuple(_for_backend(want, found, declared.mutable_users))
 
 
 def _layout(want: layout.Layout, data: UsersLive) -> Iterator[Finding]:
@@ -86,13 +86,20 @@ _BACKEND_REVERT = {
 }
 
 
-def _for_backend(want: layout.Layout, found: Iterable[Finding]) -> Iterator[Finding]:
+def _for_backend(want: layout.Layout, found: Iterable[Finding], mutable_users: bool) -> Iterator[Finding]:
     """Fixes that fit the backend: on a read-only /etc no shadow-utils command can run (they write
-    lock files and temporaries in /etc), so the revert is the flake's own: nixos-rebuild."""
+    lock files and temporaries in /etc), nor where userborn or sysusers bind-mount the account files
+    read-only (users.mutableUsers = false): the revert is then the flake's own, nixos-rebuild."""
+    read_only_files = want.accounts is not layout.AccountsLayout.PERL and not mutable_users
     for f in found:
-        if want.immutable_etc and f.fix.command:
+        if (want.immutable_etc or read_only_files) and f.fix.command:
             why = _BACKEND_REVERT.get(want.accounts, "the account files are made from the flake")
-            reason = f"/etc is read-only here: {why} (nixos-rebuild switch)"
+            where = (
+                "/etc is read-only here"
+                if want.immutable_etc
+                else "the account files are bind-mounted read-only (users.mutableUsers = false)"
+            )
+            reason = f"{where}: {why} (nixos-rebuild switch)"
             yield f.with_(fix=replace(f.fix, command="", safe=False, reason=reason))
         else:
             yield f
