@@ -21,6 +21,7 @@ from pathlib import Path
 
 import pytest
 
+from nixdrift.capture import statcache
 from nixdrift.demo.planters import BuiltHost
 from nixdrift.demo.scenario import demo_host
 from nixdrift.service.history import Store, stored_report
@@ -148,6 +149,11 @@ def test_an_answer_from_the_daemon_s_state_loads_no_collector(setup: Setup) -> N
     assert json.loads(answered.stderr.splitlines()[-1]) == []
     scanned = live_check(setup, "--fresh", cli=(sys.executable, "-c", PROBE))
     assert "nixdrift.pipeline" in json.loads(scanned.stderr.splitlines()[-1])  # the probe sees them when used
+
+
+def test_the_daemon_keeps_its_stat_cache_in_its_state_directory(setup: Setup) -> None:
+    stored = statcache.file_for(setup.state / "eval-cache", setup.built.root)
+    statcache.parse(stored.read_bytes())  # written whole, by the daemon's scan
 
 
 def test_fresh_scans_and_finds_what_changed_since_the_daemon_s_scan(setup: Setup) -> None:

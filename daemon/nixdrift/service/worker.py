@@ -293,7 +293,8 @@ class Worker:
         seq = self.store.begin_scan((c.value for c in ordered), job.reason)
         started = time.monotonic()
         self.checkpoint("capture")
-        compared = pipeline.compare_sections(declared, pipeline.capture(self.root, declared, ordered))
+        captured = pipeline.capture(self.root, declared, ordered, cache_dir=self.opts.cache_dir)  # + stat cache
+        compared = pipeline.compare_sections(declared, captured)
         sections, findings = compared.sections, compared.findings  # a failed comparator: unavailable
         report = pipeline.build_report(declared, self.root, sections, findings, self.opts.policy)
         budget = [MAX_ATTRIBUTIONS]
