@@ -258,3 +258,16 @@ def test_findings_say_who_changed_what_and_never_show_a_secret_value(
     for secret_text in ("s3cr3t-t0ken", "c2VjcmV0", "dG9rZW4=", "placeholder-rotated-by-vault"):
         assert secret_text not in proc.stdout
         assert secret_text not in proc.stderr
+
+
+def test_markdown_and_text_reports_of_a_drifted_cluster(shop: Path, cluster: FakeCluster, tmp_path: Path) -> None:
+    seed_drift(cluster, shop)
+    kubeconfig = write_kubeconfig(tmp_path / "kubeconfig", cluster.url)
+    md = kube(shop, kubeconfig, "--format", "markdown", "--cluster", "prod-eu")
+    assert md.returncode == 1, md.stderr
+    assert md.stdout.startswith("# Drift report: prod-eu")
+    assert "Review access first: re-apply the declared roles and bindings" in md.stdout  # the RBAC advice
+    text = kube(shop, kubeconfig, "--cluster", "prod-eu", "--color", "never")
+    assert text.returncode == 1
+    assert "kube-network-policies/shop/NetworkPolicy/default-deny/missing" in text.stdout
+    assert "kubectl apply --server-side --field-manager=nixdrift -f" in text.stdout

@@ -52,4 +52,13 @@ def run(args: argparse.Namespace) -> int:
 
     cfg, opts = daemon_options(args)
     service = Service(cfg, opts, state_dir(args, cfg), lambda: daemon_options(args))
-    return service.run()
+    kube_checks = None
+    if cfg.kube.enable:  # the cluster's checks run beside the host's, on their own thread and intervals
+        from nixdrift.kube.schedule import start_from_config
+
+        kube_checks = start_from_config(cfg, state_dir(args, cfg))
+    try:
+        return service.run()
+    finally:
+        if kube_checks is not None:
+            kube_checks.stop()

@@ -51,6 +51,8 @@ def compare_all(declared: Declared, live: Live, scope: Scope) -> Comparison:
     problems += [f"out of scope (--namespace {scope.namespace}): {k}" for k in declared.objects if k not in wanted]
     listed = {k: o for k, o in live.objects.items() if in_scope(k, scope)}
     unavailable_kinds = set(live.unavailable)
+    if live.listed is not None:  # a scheduled check of some categories listed only the kinds they need
+        unavailable_kinds |= {k.kind for k in KINDS if k.kind not in live.listed}
     autoscaled = _autoscaled(list(wanted.values()) + list(listed.values()))
     findings: list[Finding] = []
     for key, obj in sorted(wanted.items()):

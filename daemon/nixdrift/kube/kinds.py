@@ -36,7 +36,7 @@ KINDS: tuple[KindInfo, ...] = (
         "AutoscalingV2Api",
         "horizontal_pod_autoscaler",
         True,
-        (_C.KUBE_RESOURCES, _C.KUBE_ORPHANS),
+        (_C.KUBE_RESOURCES, _C.KUBE_SPEC, _C.KUBE_ORPHANS),  # an HPA owns its target's replicas
     ),
     KindInfo("Secret", "v1", "CoreV1Api", "secret", True, (_C.KUBE_SECRETS, _C.KUBE_ORPHANS)),
     KindInfo("ConfigMap", "v1", "CoreV1Api", "config_map", True, (_C.KUBE_SPEC, _C.KUBE_ENV, _C.KUBE_ORPHANS)),
@@ -69,6 +69,11 @@ KINDS: tuple[KindInfo, ...] = (
 BY_KIND = {k.kind: k for k in KINDS}
 WORKLOAD_KINDS = frozenset({"Deployment", "StatefulSet", "DaemonSet", "CronJob"})
 RBAC_KINDS = frozenset({"Role", "RoleBinding", "ClusterRole", "ClusterRoleBinding"})
+
+
+def needed_by(categories: frozenset[Category]) -> tuple[KindInfo, ...]:
+    """The kinds a check of these categories must list."""
+    return tuple(k for k in KINDS if categories & set(k.categories))
 
 
 def info(kind: str) -> KindInfo | None:

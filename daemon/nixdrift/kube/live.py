@@ -63,7 +63,8 @@ def read(
             obj = _object(kind, item)
             objects[obj.key] = obj
     host = getattr(getattr(api, "configuration", None), "host", "") or ""
-    return Live(objects=objects, unavailable=unavailable, cluster=str(host))
+    listed = frozenset(k.kind for k in kinds) if kinds != KINDS else None
+    return Live(objects=objects, unavailable=unavailable, cluster=str(host), listed=listed)
 
 
 def list_kind(

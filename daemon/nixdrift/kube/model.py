@@ -70,3 +70,4 @@ class Live:
     objects: Mapping[ObjectKey, KubeObject]
     unavailable: Mapping[str, str] = field(default_factory=dict)
     cluster: str = ""  # the API server's URL, for the report
+    listed: frozenset[str] | None = None  # the kinds asked for (None: all); others are not judged

@@ -11,6 +11,7 @@ from typing import Any
 from nixdrift.kube import live as live_mod
 from nixdrift.kube import manifests
 from nixdrift.kube.compare_objects import Scope, compare_all
+from nixdrift.kube.kinds import KINDS, needed_by
 from nixdrift.models import Category, FlakeInfo, Generations, Report, Severity, sort_findings
 from nixdrift.policy import Policy
 
@@ -45,7 +46,8 @@ def scan(
 
         api = api_client(opts.kubeconfig, in_cluster_fallback=True)
     progress("listing the cluster's objects")
-    live = live_mod.read(api, opts.namespace)
+    kinds = KINDS if opts.categories is None else needed_by(opts.categories)
+    live = live_mod.read(api, opts.namespace, kinds=kinds)
     scope = Scope(namespace=opts.namespace, now=moment, secret_max_age_days=opts.secret_max_age_days)
     result = compare_all(declared, live, scope)
     findings = opts.policy.apply(result.findings)

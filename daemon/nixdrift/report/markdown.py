@@ -38,6 +38,18 @@ ADVICE: Mapping[Category, str] = {
     "their firewall ports.",
     Category.MOUNTS: "Declare mounts in `fileSystems` / `swapDevices`, or unmount what should not be there.",
     Category.REPO: "Commit and push the configuration this host runs, so it can be reviewed and reproduced.",
+    # a cluster's (`nixdrift kube`): the manifests in git are the truth
+    Category.KUBE_RESOURCES: "Put the limits, requests and HPA bounds you want in the manifests, or re-apply them.",
+    Category.KUBE_ENV: "Declare the variables in the manifests (Secrets by reference), or re-apply them.",
+    Category.KUBE_SECRETS: "Create the Secrets pods need, align their keys with the manifests, rotate old ones "
+    "and delete orphans.",
+    Category.KUBE_CRONJOBS: "Declare the CronJobs you want (schedule, suspend, image); delete the others.",
+    Category.KUBE_NETWORK_POLICIES: "Re-apply the declared NetworkPolicies; declare any rule you keep.",
+    Category.KUBE_RBAC: "Review access first: re-apply the declared roles and bindings, delete undeclared bindings.",
+    Category.KUBE_SPEC: "Re-apply the manifests (`kubectl apply --server-side`), or commit the live values.",
+    Category.KUBE_ORPHANS: "Apply the missing objects; delete or declare the ones no manifest knows.",
+    Category.KUBE_MANIFESTS: "Commit the manifests the cluster is checked against.",
+    Category.KUBE_CHECKS: "Make the cluster checks work again (credentials, API server, RBAC), or lengthen them.",
 }
 
 
