@@ -1,35 +1,57 @@
 """Benchmark `nixdrift check` on a large synthetic NixOS host, next to AIDE on the same /etc.
 
-    .venv/bin/python benchmarks/bench_check.py [--runs 5] [--etc 5000 --units 1000 --users 300
-        --mounts 100 --profiles 50] [--json out.json] [--keep DIR]
+    .venv/bin/python benchmarks/bench_check.py [--runs 5] [--etc 5000 --big 50000 --units 1000
+        --users 300 --mounts 100 --profiles 50] [--json out.json] [--keep DIR] [--profile N]
 
-Prints a table: warm-cache `check` (in-process pipeline.scan and the CLI, median of N runs),
-`aide --check` over the same /etc tree and the ratio, a cold evaluation of the demo flake against a
-cache hit, and peak RSS. Figures only: nothing here asserts a timing.
+For each size of /etc (`--etc`, and `--big` unless 0) it prints, side by side from one run, the
+median of N runs of:
+  (a) `aide --check` over the host's /etc (initialised once before),
+  (b) a cold `nixdrift check` CLI: warm evaluation cache, no stat cache (deleted before each run),
+  (c) a warm `nixdrift check` CLI: the stat cache left by the previous run,
+  (d) `nixdrift check` on the live root answered from the state a real `nixdrift daemon` (run on
+      the host's tree with --root, then stopped) published in its state directory,
+and `nixdrift --help` (bytecode cached, as installed); each against AIDE, with the targets of
+issue 11, the peak RSS of (c), and how each grows from the small /etc to the big one.
+`--profile N` also prints the top N functions of a cProfile of one warm check (in-process).
+Figures only: nothing here asserts a timing.
 """
 
 from __future__ import annotations
 
 import argparse
+import cProfile
+import io
 import json
 import os
-import resource
+import pstats
+import shutil
+import signal
 import statistics
+import subprocess
 import sys
 import tempfile
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from nixdrift import pipeline
-from nixdrift.declared import evaluate
 from nixdrift.demo.hostbuilder import HostTree
 from nixdrift.demo.planters import BuiltHost
-from nixdrift.demo.scenario import demo_host
 from nixdrift.pipeline import ScanOptions
 from nixdrift.process import run, which
 from nixdrift.rootfs import Root
+from nixdrift.service.history import stored_report
+
+PY = [sys.executable, "-m", "nixdrift"]
+# Bytecode is cached, as an installed package has it (outside the checkout; PYTHONDONTWRITEBYTECODE,
+# if set, would make every start compile nixdrift from source).
+ENV = {
+    **{k: v for k, v in os.environ.items() if k != "PYTHONDONTWRITEBYTECODE"},
+    "NIXDRIFT_QUIET": "1",
+    "PYTHONPYCACHEPREFIX": str(Path(tempfile.gettempdir()) / "nixdrift-bench-pycache"),
+}
 
 
 def synthetic_host(base: Path, etc: int, units: int, users: int, mounts: int, profiles: int) -> HostTree:
@@ -45,39 +67,42 @@ def synthetic_host(base: Path, etc: int, units: int, users: int, mounts: int, pr
     return host.with_nameservers("1.1.1.1")
 
 
-def timed(fn: Callable[[], object], runs: int) -> tuple[float, list[float]]:
+@dataclass(frozen=True, slots=True)
+class Sample:
+    seconds: float
+    max_rss_mib: float
+    stdout: str
+    stderr: str
+    code: int
+
+
+def spawn(argv: list[str]) -> Sample:
+    """One process, its wall time and its own peak RSS (wait4's rusage, not the largest child so far)."""
+    with tempfile.TemporaryFile() as out, tempfile.TemporaryFile() as err:
+        start = time.perf_counter()
+        proc = subprocess.Popen(argv, stdout=out, stderr=err, env=ENV)
+        _, status, usage = os.wait4(proc.pid, 0)
+        seconds = time.perf_counter() - start
+        proc.returncode = os.waitstatus_to_exitcode(status)
+        out.seek(0)
+        err.seek(0)
+        return Sample(seconds, usage.ru_maxrss / 1024, out.read().decode(), err.read().decode(), proc.returncode)
+
+
+def median_of(runs: int, argv: list[str], before: Callable[[], None] | None = None) -> tuple[float, list[Sample]]:
     samples = []
     for _ in range(runs):
-        start = time.perf_counter()
-        fn()
-        samples.append(time.perf_counter() - start)
-    return statistics.median(samples), samples
+        if before is not None:
+            before()
+        s = spawn(argv)
+        if s.code not in (0, 1):
+            raise SystemExit(f"{' '.join(argv)} failed ({s.code}): {s.stderr.strip()[-2000:]}")
+        samples.append(s)
+    return statistics.median(s.seconds for s in samples), samples
 
 
-def scan_opts(built: BuiltHost, cache: Path) -> ScanOptions:
-    return ScanOptions(flake=str(built.flake), host=built.name, root=Root.of(built.root), cache_dir=cache)
-
-
-def cli(built: BuiltHost, cache: Path) -> None:
-    argv = [
-        sys.executable,
-        "-m",
-        "nixdrift",
-        "check",
-        "--flake",
-        str(built.flake),
-        "--host",
-        built.name,
-        "--root",
-        str(built.root),
-        "--cache-dir",
-        str(cache),
-        "--format",
-        "json",
-    ]
-    proc = run(argv, check=False, timeout=3600, env={**os.environ, "NIXDRIFT_QUIET": "1"})
-    if proc.returncode not in (0, 1):
-        raise SystemExit(f"nixdrift check failed ({proc.returncode}): {proc.stderr.strip()[-2000:]}")
+def check_argv(built: BuiltHost, cache: Path, *extra: str) -> list[str]:
+    return [*PY, "check", "--flake", str(built.flake), "--host", built.name, "--cache-dir", str(cache), *extra]
 
 
 def aide_conf(work: Path, etc_dir: Path) -> Path:
@@ -93,93 +118,165 @@ def aide_conf(work: Path, etc_dir: Path) -> Path:
     return conf
 
 
-def bench_aide(work: Path, etc_dir: Path, runs: int) -> dict[str, Any]:
+def bench_aide(work: Path, etc_dir: Path, runs: int) -> float | None:
     aide = which("aide") or "/usr/bin/aide"
     if not Path(aide).exists():
-        return {"available": False}
+        return None
     conf = aide_conf(work, etc_dir)
     run([aide, "--init", "-c", str(conf)], check=False, timeout=3600)
     os.replace(work / "aide.db.new", work / "aide.db")
-    median, samples = timed(lambda: run([aide, "--check", "-c", str(conf)], check=False, timeout=3600), runs)
-    return {"available": True, "median_s": median, "samples_s": samples}
+    samples = []
+    for _ in range(runs):
+        s = spawn([aide, "--check", "-c", str(conf)])
+        samples.append(s.seconds)
+    return statistics.median(samples)
 
 
-def bench_eval(base: Path, runs: int) -> dict[str, Any]:
-    """A cold `nix eval` of the demo flake against a cache hit of the same identity."""
-    built = demo_host(base / "demo").build()
-    ref = str(built.flake)
+def daemon_state(built: BuiltHost, work: Path) -> Path:
+    """A real daemon scans the host tree and publishes its state; then it is stopped."""
+    state = work / "daemon-state"
+    argv = [*PY, "daemon", "--flake", str(built.flake), "--host", built.name, "--root", str(built.root)]
+    argv += ["--state-dir", str(state)]
+    env = {**ENV, "NIXDRIFT_JOURNAL_SOCKET": "/nonexistent"}
+    env.pop("NOTIFY_SOCKET", None)
+    proc = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, env=env)
+    try:
+        deadline = time.monotonic() + 1800
+        while stored_report(state, 3600) is None:
+            if proc.poll() is not None or time.monotonic() > deadline:
+                raise SystemExit(f"the daemon published no report: {(proc.communicate()[1] or '')[-2000:]}")
+            time.sleep(0.2)
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        proc.communicate(timeout=120)
+    return state
 
-    def cold() -> None:
-        with tempfile.TemporaryDirectory() as tmp:
-            evaluate(ref, built.name, Path(tmp))
 
-    cache = base / "eval-cache"
-    evaluate(ref, built.name, cache)
-    cold_s, _ = timed(cold, runs)
-    hit_s, _ = timed(lambda: evaluate(ref, built.name, cache), runs)
-    return {"cold_s": cold_s, "hit_s": hit_s, "ratio": hit_s / cold_s if cold_s else None}
+def stat_caches(cache: Path) -> list[Path]:
+    return sorted(cache.glob("digests-*.json"))
+
+
+def measure(built: BuiltHost, work: Path, runs: int) -> dict[str, Any]:
+    cache = work / "cache"
+    root = ["--root", str(built.root), "--format", "json"]
+    pipeline.scan(ScanOptions(str(built.flake), built.name, Root.of(built.root), cache))  # evaluation cache
+    aide = bench_aide(work, built.root / "etc", runs)
+    spawn(check_argv(built, cache, *root))  # untimed: compiles the bytecode once
+
+    def no_stat_cache() -> None:
+        for p in stat_caches(cache):
+            p.unlink()
+
+    cold, _ = median_of(runs, check_argv(built, cache, *root), before=no_stat_cache)
+    spawn(check_argv(built, cache, *root))  # leaves the stat cache
+    warm, warm_samples = median_of(runs, check_argv(built, cache, *root))
+    state = daemon_state(built, work)
+    live = check_argv(built, cache, "--format", "json", "--state-dir", str(state), "--not-nixos-ok")
+    daemon, daemon_samples = median_of(runs, live)
+    if "from the daemon's scan at" not in daemon_samples[0].stderr:
+        raise SystemExit(f"(d) was not answered by the daemon's state: {daemon_samples[0].stderr[-2000:]}")
+    findings = len(json.loads(warm_samples[0].stdout)["findings"])
+    return {
+        "aide_s": aide,
+        "cold_s": cold,
+        "warm_s": warm,
+        "daemon_s": daemon,
+        "warm_peak_rss_mib": max(s.max_rss_mib for s in warm_samples),
+        "stat_cache_bytes": sum(p.stat().st_size for p in stat_caches(cache)),
+        "findings": findings,
+    }
+
+
+def profile_warm(built: BuiltHost, work: Path, top: int) -> str:
+    opts = ScanOptions(str(built.flake), built.name, Root.of(built.root), work / "cache")
+    pipeline.scan(opts)
+    prof = cProfile.Profile()
+    prof.enable()
+    pipeline.scan(opts)
+    prof.disable()
+    out = io.StringIO()
+    pstats.Stats(prof, stream=out).sort_stats("cumulative").print_stats(top)
+    return out.getvalue()
+
+
+def ratio(a: float | None, b: float | None) -> str:
+    return f"{a / b:6.2f} x" if a is not None and b else "   n/a"
 
 
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--runs", type=int, default=5)
     p.add_argument("--etc", type=int, default=5000)
+    p.add_argument("--big", type=int, default=50000, help="entries of the second, bigger /etc (0: none)")
     p.add_argument("--units", type=int, default=1000)
     p.add_argument("--users", type=int, default=300)
     p.add_argument("--mounts", type=int, default=100)
     p.add_argument("--profiles", type=int, default=50)
     p.add_argument("--json", metavar="FILE", help="also write the figures as JSON")
     p.add_argument("--keep", metavar="DIR", help="build in DIR and keep it")
+    p.add_argument("--profile", type=int, default=0, metavar="N", help="print a warm check's top N functions")
     args = p.parse_args(argv)
 
     base = Path(args.keep) if args.keep else Path(tempfile.mkdtemp(prefix="nixdrift-bench-"))
     base.mkdir(parents=True, exist_ok=True)
-    print(f"building the synthetic host in {base} ...", file=sys.stderr)
-    start = time.perf_counter()
-    built = synthetic_host(base / "host", args.etc, args.units, args.users, args.mounts, args.profiles).build()
-    build_s = time.perf_counter() - start
-    cache = base / "cache"
-    opts = scan_opts(built, cache)
-    report = pipeline.scan(opts)  # warms the evaluation cache
-    scan_s, scan_samples = timed(lambda: pipeline.scan(opts), args.runs)
-    rss_self = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-    cli_s, cli_samples = timed(lambda: cli(built, cache), args.runs)
-    rss_children = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024
-    aide = bench_aide(base, built.root / "etc", args.runs)
-    ev = bench_eval(base, args.runs)
-    figures: dict[str, Any] = {
-        "host": {k: getattr(args, k) for k in ("etc", "units", "users", "mounts", "profiles")},
-        "runs": args.runs,
-        "build_s": build_s,
-        "findings": len(report.findings),
-        "check_in_process_median_s": scan_s,
-        "check_in_process_samples_s": scan_samples,
-        "check_cli_median_s": cli_s,
-        "check_cli_samples_s": cli_samples,
-        "aide": aide,
-        "aide_ratio": scan_s / aide["median_s"] if aide.get("median_s") else None,
-        "eval": ev,
-        "peak_rss_mib": {"in_process": rss_self, "largest_child": rss_children},
-    }
-    rows = [
-        ("host build (nix build + activation)", f"{build_s:8.2f} s"),
-        ("check, warm cache, in-process (median)", f"{scan_s:8.3f} s"),
-        ("check, warm cache, CLI (median)", f"{cli_s:8.3f} s"),
-        ("aide --check, same /etc (median)", f"{aide['median_s']:8.3f} s" if aide.get("median_s") else "     n/a"),
-        ("check / aide", f"{figures['aide_ratio']:8.2f} x" if figures["aide_ratio"] else "     n/a"),
-        ("demo flake: cold nix eval", f"{ev['cold_s']:8.3f} s"),
-        ("demo flake: cache hit", f"{ev['hit_s']:8.4f} s"),
-        ("cache hit / cold (target < 5%)", f"{100 * ev['ratio']:7.2f} %"),
-        ("peak RSS in-process / largest child", f"{rss_self:.0f} / {rss_children:.0f} MiB"),
-        ("findings on the synthetic host", f"{len(report.findings):8d}"),
-    ]
-    width = max(len(r[0]) for r in rows)
+    sizes = [args.etc, *([args.big] if args.big else [])]
+    figures: dict[str, Any] = {"runs": args.runs, "load_average": os.getloadavg(), "sizes": {}}
+    profile = ""
+    for n in sizes:
+        work = base / f"etc{n}"
+        work.mkdir(exist_ok=True)
+        print(f"building the synthetic host with {n} /etc entries in {work} ...", file=sys.stderr)
+        start = time.perf_counter()
+        built = synthetic_host(work / "host", n, args.units, args.users, args.mounts, args.profiles).build()
+        build_s = time.perf_counter() - start
+        print(f"  built in {build_s:.1f} s; measuring ...", file=sys.stderr)
+        figures["sizes"][str(n)] = {"build_s": build_s, **measure(built, work, args.runs)}
+        if args.profile and n == args.etc:
+            profile = profile_warm(built, work, args.profile)
+        if not args.keep:
+            shutil.rmtree(work, ignore_errors=True)
+    help_s, _ = median_of(max(args.runs, 5), [*PY, "--help"])
+    figures["help_s"] = help_s
+    figures["load_average_after"] = os.getloadavg()
+
+    small = figures["sizes"][str(args.etc)]
+    big = figures["sizes"].get(str(args.big)) if args.big else None
     print(
-        f"nixdrift check benchmark: {args.etc} etc entries, {args.units} units, {args.users} users, "
-        f"{args.mounts} mounts, {args.profiles} profiles; {args.runs} runs"
+        f"nixdrift check benchmark: {args.units} units, {args.users} users, {args.mounts} mounts, "
+        f"{args.profiles} profiles; median of {args.runs} runs; load average before "
+        + " ".join(f"{x:.2f}" for x in figures["load_average"])
     )
-    for name, value in rows:
-        print(f"  {name:<{width}}  {value}")
+    head = f"  {'':<44} {args.etc:>7} /etc" + (f"   {args.big:>7} /etc   big/small" if big else "")
+    print(head)
+    rows = [
+        ("(a) aide --check", "aide_s", None),
+        ("(b) check, cold (no stat cache)", "cold_s", None),
+        ("(c) check, warm (stat cache)", "warm_s", "<= 0.33 x aide"),
+        ("(d) check answered by the daemon's state", "daemon_s", "<= 0.1 x aide"),
+    ]
+    for name, key, target in rows:
+        line = f"  {name:<44} {small[key] or 0:8.3f} s"
+        if big:
+            line += f"  {big[key] or 0:8.3f} s  {ratio(big[key], small[key])}"
+        print(line + (f"   target {target}" if target else ""))
+    for name, key in (("(b) / (a)", "cold_s"), ("(c) / (a)", "warm_s"), ("(d) / (a)", "daemon_s")):
+        line = f"  {name:<44} {ratio(small[key], small['aide_s']):>10}"
+        if big:
+            line += f"  {ratio(big[key], big['aide_s']):>10}"
+        print(line)
+    print(f"  {'nixdrift --help':<44} {help_s:8.3f} s   target <= 0.1 s")
+    line = f"  {'peak RSS of (c)':<44} {small['warm_peak_rss_mib']:6.0f} MiB"
+    if big:
+        line += f"  {big['warm_peak_rss_mib']:6.0f} MiB"
+    print(line)
+    line = f"  {'stat cache size':<44} {small['stat_cache_bytes'] / 1024:6.0f} KiB"
+    if big:
+        line += f"  {big['stat_cache_bytes'] / 1024:6.0f} KiB"
+    print(line)
+    print(f"  findings on the synthetic host: {small['findings']}" + (f" / {big['findings']}" if big else ""))
+    print("  load average after: " + " ".join(f"{x:.2f}" for x in figures["load_average_after"]))
+    if profile:
+        print("\nwarm check, in-process, cProfile (cumulative):\n" + profile)
     if args.json:
         Path(args.json).write_text(json.dumps(figures, indent=2, sort_keys=True) + "\n")
     return 0
