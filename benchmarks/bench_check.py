@@ -54,9 +54,15 @@ ENV = {
 }
 
 
-def synthetic_host(base: Path, etc: int, units: int, users: int, mounts: int, profiles: int) -> HostTree:
+def synthetic_host(
+    base: Path, etc: int, units: int, users: int, mounts: int, profiles: int, copy_every: int = 10
+) -> HostTree:
+    """`etc` entries below /etc/bench: links into /etc/static, and every `copy_every`-th one a managed
+    copy (listed in /etc/.clean, compared byte for byte with its store source: what gets hashed)."""
     host = HostTree(base, name="bench")
     host.with_etc_tree("bench", {f"d{i % 50:02d}/file{i}.conf": f"key{i} = value {i}\n" for i in range(etc)})
+    for i in range(0, etc, copy_every or etc + 1):
+        host.decl.etc[f"bench/d{i % 50:02d}/file{i}.conf"].update(mode="0644", user="+0", group="+0")
     for i in range(units):
         host.with_service(f"svc{i}", wanted_by=["multi-user.target"] if i % 4 else [])
     for i in range(users):
