@@ -32,6 +32,7 @@ groups=("the demo: real nix builds and the flake's git repository|nix-bin git")
 if [ "$mode" = full ]; then
   groups+=(
     "integration and daemon tests: AIDE for the benchmark, inotify, nftables and iptables|aide inotify-tools nftables iptables"
+    "the overlay /etc fixtures: mkfs.erofs for the metadata image|erofs-utils"
     "the VM tier: qemu and debootstrap for the guest image|qemu-system-x86 qemu-utils debootstrap e2fsprogs"
   )
 fi

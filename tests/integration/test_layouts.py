@@ -134,6 +134,10 @@ def test_clean_host_of_each_layout_reports_nothing_and_names_its_layout(built: B
     assert report.to_json()["layout"] == layout_of(built)
     for category in (Category.ETC, Category.USERS, Category.FIREWALL):
         assert report.categories[category] == "ok"
+    if built.overlay and shutil.which("mkfs.erofs"):  # the metadata layer is a real erofs image here
+        mounts = [line.split(" ") for line in Path("/proc/self/mountinfo").read_text().splitlines()]
+        lower = str(built.root / "run" / "nixos-etc-metadata")
+        assert any(m[4] == lower and m[m.index("-") + 1] == "erofs" for m in mounts)
 
 
 def plant_etc(host: BuiltHost) -> dict[str, Severity]:

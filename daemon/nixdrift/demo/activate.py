@@ -20,6 +20,7 @@ from typing import Any
 from nixdrift.demo import captured
 from nixdrift.demo.captured import Firewall, LiveState, Mount
 from nixdrift.demo.hostbuilder import Listener
+from nixdrift.process import run
 
 
 def symlink(root: Path, host_path: str, target: str) -> None:
@@ -109,6 +110,23 @@ def setup_etc_metadata(root: Path, static: str) -> None:
     for d in (OVERLAY_UPPER, OVERLAY_WORK):
         (root / d.lstrip("/")).mkdir(parents=True, exist_ok=True, mode=0o755)
     (root / "etc").mkdir(parents=True, exist_ok=True)  # the mount point
+
+
+def metadata_image(root: Path) -> Path:
+    """Where the fixture keeps its erofs image of the metadata layer (beside the root, not in it)."""
+    return root.parent / "etc-metadata.erofs"
+
+
+def build_metadata_image(root: Path) -> Path | None:
+    """The metadata layer as a real erofs image (mkfs.erofs from Debian's erofs-utils), as NixOS
+    mounts /etc-metadata-image at /run/nixos-etc-metadata; None without mkfs.erofs (the plain
+    directory is then the lower layer)."""
+    mkfs = shutil.which("mkfs.erofs")
+    if mkfs is None:
+        return None
+    image = metadata_image(root)
+    run([mkfs, "--quiet", str(image), str(root / OVERLAY_METADATA.lstrip("/"))], timeout=300)
+    return image
 
 
 def overlay_options(root: Path, mutable: bool) -> str:
@@ -484,6 +502,7 @@ def activate(root: Path, toplevel: str, spec: dict[str, Any], listeners: Sequenc
     static = os.readlink(Path(toplevel) / "etc")
     if layout.get("overlayOn"):
         setup_etc_metadata(root, static)
+        build_metadata_image(root)
         if layout.get("etcMetadataImage"):  # initrd-find-etc: the links to this generation's layers
             symlink(root, "/etc-metadata-image", str(layout["etcMetadataImage"]))
         symlink(root, "/etc-basedir", static)

@@ -13,9 +13,10 @@ from typing import TYPE_CHECKING, Any
 
 from nixdrift.declared.nix import NIX
 from nixdrift.demo import captured
-from nixdrift.demo.activate import overlay_options, setup_generation
+from nixdrift.demo.activate import OVERLAY_METADATA, metadata_image, overlay_options, setup_generation
 from nixdrift.demo.captured import LiveState, Mount
 from nixdrift.demo.hostbuilder import BUILD_USERS, NIX_OPTIONS, build_package, build_toplevel, git
+from nixdrift.errors import NixdriftError
 from nixdrift.process import run
 
 if TYPE_CHECKING:
@@ -72,12 +73,19 @@ class BuiltHost:
             return
         private_mount_namespace()
         etc = self.path("/etc")
+        lower = self.path(OVERLAY_METADATA)
+        image = metadata_image(self.root)
+        erofs = image.exists() and _try_run(["mount", "-t", "erofs", "-o", "loop,ro", str(image), str(lower)])
         options = overlay_options(self.root, self.overlay_mutable)
-        run(["mount", "-t", "overlay", "overlay", "-o", options, str(etc)], timeout=30)
         try:
-            yield etc
+            run(["mount", "-t", "overlay", "overlay", "-o", options, str(etc)], timeout=30)
+            try:
+                yield etc
+            finally:
+                run(["umount", "-R", str(etc)], timeout=30)  # with whatever was mounted over its files
         finally:
-            run(["umount", "-R", str(etc)], timeout=30)  # with whatever was mounted over its files
+            if erofs:
+                run(["umount", str(lower)], timeout=30)  # the loop device goes with it (autoclear)
 
     def _resolved(self, host_path: str) -> Path:
         """A host path below the root, its absolute links (/etc/passwd -> /var/lib/nixos/passwd on a
@@ -381,6 +389,15 @@ class BuiltHost:
         with (self.flake / "host.nix").open("a") as handle:
             handle.write(f"# {message}\n")
         git(self.flake, "commit", "-q", "-am", message)
+
+
+def _try_run(argv: list[str]) -> bool:
+    """Run a command that may fail for want of something on this machine (a loop device)."""
+    try:
+        run(argv, timeout=30)
+    except NixdriftError:
+        return False
+    return True
 
 
 _CLONE_NEWNS = 0x00020000
