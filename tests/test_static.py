@@ -39,3 +39,14 @@ def test_every_nix_file_parses() -> None:
     for path in files:
         proc = _run(["nix-instantiate", "--parse", str(path)])
         assert proc.returncode == 0, f"{path}: {proc.stderr}"
+
+
+def test_no_test_imports_from_conftest() -> None:
+    # with importlib import mode every directory's conftest is a module named `conftest` and the
+    # first one loaded wins: a full run then fails to import what a single file's run finds
+    offenders = [
+        str(path.relative_to(TOP))
+        for path in (TOP / "tests").rglob("*.py")
+        if any(line.startswith(("from conftest import", "import conftest")) for line in path.read_text().splitlines())
+    ]
+    assert offenders == [], f"import shared test helpers from tests/hostscan.py instead: {offenders}"
