@@ -193,3 +193,23 @@ def test_kube_intervals_reject_unknown_checks() -> None:
 
     with pytest.raises(ConfigError, match=r"kube.intervals.kube-rabc: unknown key.*did you mean 'kube-rbac'"):
         parse("kube:\n  intervals: {kube-rabc: 60}\n")
+
+
+def test_the_daemon_reverts_low_severity_drift_when_asked(
+    cluster: FakeCluster, manifests: Path, tmp_path: Path
+) -> None:
+    kubeconfig = write_kubeconfig(tmp_path / "kubeconfig", cluster.url)
+    cluster.edit("Deployment", "shop", "worker", ["spec", "replicas"], 4, manager="kubectl")
+    cluster.edit("CronJob", "shop", "backup", ["spec", "suspend"], True)  # high: never reverted automatically
+    cfg = parse(
+        f"reportDir: {tmp_path / 'reports'}\n"
+        f"kube:\n  enable: true\n  autoRemediate: true\n  manifests: {manifests}\n  kubeconfig: {kubeconfig}\n"
+    )
+    checks = start_from_config(cfg, tmp_path / "state")
+    assert checks is not None
+    try:
+        wait_for(lambda: cluster.get("Deployment", "shop", "worker")["spec"]["replicas"] == 1, what="the revert")
+    finally:
+        checks.stop()
+    assert cluster.get("CronJob", "shop", "backup")["spec"]["suspend"] is True
+    assert {p.path.rsplit("/", 1)[-1] for p in cluster.patches()} == {"worker"}

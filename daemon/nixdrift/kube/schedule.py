@@ -253,6 +253,14 @@ def start_from_config(cfg: Any, state_dir: Path) -> KubeScheduler | None:
     scheduler = KubeScheduler(opts=opts, intervals=dict(kube.intervals), api=api)
 
     def publish(report: Report) -> None:
+        if kube.auto_remediate:  # low severity only, dry run first; the next run sees the result
+            from nixdrift.kube.remediate import remediate_low
+
+            try:
+                for line in remediate_low(report, opts, api).lines():
+                    log.warning("kube: %s", line)
+            except Exception:  # a failed revert leaves the finding in place; it is reported as such
+                log.exception("kube: automatic revert failed")
         write_outputs(report, scheduler, out)
         if cfg.kubernetes.enable:
             from nixdrift.sinks.kube import apply
