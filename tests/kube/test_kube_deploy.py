@@ -55,10 +55,11 @@ def test_kustomization_lists_files_that_exist_and_parse() -> None:
     kinds = []
     for resource in kustomization["resources"]:
         kinds += [d["kind"] for d in _docs(DEPLOY / resource)]
-    assert sorted(kinds) == ["ClusterRole", "CustomResourceDefinition", "Namespace"]
+    assert sorted(kinds) == ["ClusterRole"] * 2 + ["CustomResourceDefinition"] * 2 + ["Namespace"]
     (reader,) = _docs(DEPLOY / "rbac" / "fleet-reader.yaml")
     assert reader["rules"] == [
-        {"apiGroups": ["wgpolicyk8s.io"], "resources": ["policyreports"], "verbs": ["get", "list", "watch"]}
+        {"apiGroups": ["wgpolicyk8s.io"], "resources": ["policyreports"], "verbs": ["get", "list", "watch"]},
+        {"apiGroups": ["openreports.io"], "resources": ["reports"], "verbs": ["get", "list", "watch"]},
     ]
 
 
@@ -74,10 +75,12 @@ def test_each_host_may_write_only_its_own_report() -> None:
     for host, (account, role, binding, secret) in zip(["web1", "Web_02"], [docs[:4], docs[4:]], strict=True):
         name = object_name(host)
         assert all(d["metadata"]["namespace"] == "fleet" for d in (account, role, binding, secret))
-        (rule,) = role["rules"]
+        rule, openreport = role["rules"]
         assert rule["resourceNames"] == [name]
         assert rule["resources"] == ["policyreports"] and "patch" in rule["verbs"]
         assert "list" not in rule["verbs"]  # never another host's report
+        assert (openreport["apiGroups"], openreport["resources"]) == (["openreports.io"], ["reports"])
+        assert openreport["resourceNames"] == [name] and "list" not in openreport["verbs"]
         assert binding["roleRef"]["name"] == role["metadata"]["name"]
         assert binding["subjects"] == [
             {"kind": "ServiceAccount", "name": account["metadata"]["name"], "namespace": "fleet"}

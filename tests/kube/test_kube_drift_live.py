@@ -150,3 +150,22 @@ def test_attribution_names_the_owner_of_the_deepest_field() -> None:
     cpu = attribute(live, (*base, "cpu"))
     assert memory is not None and (memory.manager, memory.time) == ("kubectl-edit", "2026-02-01T00:00:00Z")
     assert cpu is not None and cpu.manager == "kubectl-client-side-apply"
+
+
+def test_the_checker_role_may_list_every_kind_the_reader_lists() -> None:
+    import yaml
+
+    from kube.conftest import TOP
+    from nixdrift.kube.kinds import KINDS
+
+    role = yaml.safe_load((TOP / "deploy" / "rbac" / "kube-checker.yaml").read_text())
+    allowed = {
+        (group, resource)
+        for rule in role["rules"]
+        if "list" in rule["verbs"]
+        for group in rule["apiGroups"]
+        for resource in rule["resources"]
+    }
+    needed = {(k.api_version.rpartition("/")[0], k.plural) for k in KINDS}
+    assert needed <= allowed, needed - allowed
+    assert all(set(rule["verbs"]) <= {"get", "list"} for rule in role["rules"])  # read-only
