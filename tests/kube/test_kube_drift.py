@@ -271,3 +271,19 @@ def test_markdown_and_text_reports_of_a_drifted_cluster(shop: Path, cluster: Fak
     assert text.returncode == 1
     assert "kube-network-policies/shop/NetworkPolicy/default-deny/missing" in text.stdout
     assert "kubectl apply --server-side --field-manager=nixdrift -f" in text.stdout
+
+
+def test_an_unreachable_api_server_leaves_every_category_unavailable(shop: Path, tmp_path: Path) -> None:
+    import socket
+
+    with socket.socket() as s:  # a port nobody listens on
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    proc = kube(shop, write_kubeconfig(tmp_path / "kubeconfig", f"http://127.0.0.1:{port}"), "--format", "json")
+    report = report_of(proc)
+    assert proc.returncode == 2
+    assert report["findings"] == []
+    unread = {c: s for c, s in report["categories"].items() if c != "kube-manifests"}
+    assert all(s.startswith("unavailable: cannot list") for s in unread.values()), unread
+    assert report["categories"]["kube-manifests"] == "ok"  # the git state was read
+    assert "not read: kube-cronjobs" in proc.stderr

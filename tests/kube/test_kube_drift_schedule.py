@@ -213,3 +213,13 @@ def test_the_daemon_reverts_low_severity_drift_when_asked(
         checks.stop()
     assert cluster.get("CronJob", "shop", "backup")["spec"]["suspend"] is True
     assert {p.path.rsplit("/", 1)[-1] for p in cluster.patches()} == {"worker"}
+
+
+def test_a_host_report_lists_no_cluster_category() -> None:
+    from kube.conftest import make_report
+    from nixdrift.report.metrics import metrics_json, render_prometheus
+
+    report = make_report("web1")
+    assert not any(c.is_kube for c in report.categories)
+    assert "kube-" not in render_prometheus(report)
+    assert not [c for c in metrics_json(report)["by_category"] if c.startswith("kube-")]

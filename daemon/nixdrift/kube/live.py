@@ -53,11 +53,17 @@ def read(
 ) -> Live:
     objects: dict[ObjectKey, KubeObject] = {}
     unavailable: dict[str, str] = {}
+    unreachable = ""
     for kind in kinds:
+        if unreachable:  # the API server did not answer at all: the other kinds are not tried for minutes
+            unavailable[kind.kind] = f"cannot list {kind.kind}: {unreachable}"
+            continue
         try:
             items = list_kind(api, kind, namespace, policy=policy, sleep=sleep)
         except ListError as exc:
             unavailable[kind.kind] = f"cannot list {kind.kind}: {exc}"
+            if exc.status is None:
+                unreachable = f"the API server did not answer ({exc})"
             continue
         for item in items:
             obj = _object(kind, item)
