@@ -271,6 +271,8 @@ def test_markdown_and_text_reports_of_a_drifted_cluster(shop: Path, cluster: Fak
     assert text.returncode == 1
     assert "kube-network-policies/shop/NetworkPolicy/default-deny/missing" in text.stdout
     assert "kubectl apply --server-side --field-manager=nixdrift -f" in text.stdout
+    assert text.stdout.splitlines()[1].startswith(f"manifests: {shop} @ ")  # no host generation lines
+    assert "booted:" not in text.stdout
 
 
 def test_an_unreachable_api_server_leaves_every_category_unavailable(shop: Path, tmp_path: Path) -> None:

@@ -53,6 +53,11 @@ def header(report: Report) -> list[str]:
     revision = safe_line(flake.revision) if flake.revision else "unknown revision"
     dirty = " (dirty)" if flake.dirty else ""
     gens = report.generations
+    if any(c.is_kube for c in report.categories):  # a cluster's (`nixdrift kube`): no system generations
+        return [
+            f"nixdrift: {safe_line(report.host)} at {safe_line(report.generated_at)}",
+            f"manifests: {safe_line(flake.reference)} @ {revision}{dirty}",
+        ]
     lines = [
         f"nixdrift: {safe_line(report.host)} at {safe_line(report.generated_at)}",
         f"flake:    {safe_line(flake.reference)} @ {revision}{dirty}",
