@@ -211,6 +211,7 @@ def test_each_planted_change_is_found_with_its_severity(built: BuiltHost) -> Non
         assert "copy-up" in found["etc/sudoers.d/10-deploy"].evidence["overlay"]
         assert "new since boot" in found["etc/hosts.allow"].evidence["overlay"]
         assert "whiteout" in found["etc/bashrc"].message
+        assert found["etc/bashrc"].fix.command.startswith("ln -sfn /nix/store/")  # no /etc/static here
         assert found["etc/motd"].fix.command.startswith("ln -sfn /nix/store/")
 
 

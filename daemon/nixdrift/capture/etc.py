@@ -511,11 +511,12 @@ def _with_link_targets(
     tree: Path, closure: dict[str, ClosureEntry], entries: Mapping[str, EtcEntry]
 ) -> dict[str, ClosureEntry]:
     """On an overlay /etc a managed link points straight at its store source (the metadata image
-    holds the link itself): read the closure's target where a live link stands to be compared."""
+    holds the link itself): read the closure's target where a live link stands to be compared, or
+    where the entry is gone (its revert writes that link again)."""
     out = dict(closure)
     for rel, c in closure.items():
         live = entries.get(rel)
-        if c.mode != "symlink" or c.target is not None or live is None or live.type is not EntryType.SYMLINK:
+        if c.mode != "symlink" or c.target is not None or (live is not None and live.type is not EntryType.SYMLINK):
             continue
         try:
             out[rel] = ClosureEntry(c.rel, c.mode, os.readlink(os.path.join(tree, rel)), c.uid, c.gid, c.owner)
