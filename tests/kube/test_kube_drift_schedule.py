@@ -223,3 +223,23 @@ def test_a_host_report_lists_no_cluster_category() -> None:
     assert not any(c.is_kube for c in report.categories)
     assert "kube-" not in render_prometheus(report)
     assert not [c for c in metrics_json(report)["by_category"] if c.startswith("kube-")]
+
+
+def test_credentials_that_do_not_load_make_every_check_fail_loudly(manifests: Path, tmp_path: Path) -> None:
+    cfg = parse(
+        f"reportDir: {tmp_path / 'reports'}\n"
+        f"kube:\n  enable: true\n  manifests: {manifests}\n  kubeconfig: {tmp_path / 'missing'}\n"
+    )
+    checks = start_from_config(cfg, tmp_path / "state")  # the daemon starts anyway: hosts are still watched
+    assert checks is not None
+    try:
+        path = tmp_path / "reports" / "kube" / "drift-report.json"
+        wait_for(path.exists, what="the first cluster report")
+        report = json.loads(path.read_text())
+    finally:
+        checks.stop()
+    failed = {f["id"]: f for f in report["findings"]}["kube-checks/full/failed"]
+    assert failed["severity"] == "high"
+    assert "cannot load Kubernetes credentials" in failed["message"]
+    assert report["categories"]["kube-checks"] == "drift"
+    assert report["categories"]["kube-rbac"].startswith("unavailable: NixdriftError: cannot load")

@@ -107,12 +107,14 @@ class KubeScheduler:
             why = error or "; ".join(f"{c.value} {s}" for c, s in sorted(unread.items(), key=lambda kv: kv[0].value)
                                      if c in covered)  # fmt: skip
             self._record(name, duration, why)
-        if report is not None:
-            for c in categories:
+        for c in categories:
+            if report is not None:
                 self._latest[c] = (
                     report.categories.get(c, "ok"),
                     tuple(f for f in report.findings if f.category is c),
                 )
+            else:  # not read this time: unavailable, never "ok"; what was found before is kept
+                self._latest[c] = (f"unavailable: {error}", self._latest.get(c, ("", ()))[1])
         self.last_report = self._combined(report)
         self.on_report(self.last_report)
         return self.last_report
@@ -238,9 +240,14 @@ def start_from_config(cfg: Any, state_dir: Path) -> KubeScheduler | None:
     if not kube.manifests:
         log.error("kube: enable is set but kube.manifests is not; cluster checks are off")
         return None
+    from nixdrift.errors import NixdriftError
     from nixdrift.sinks.kube import api_client
 
-    api = api_client(kube.kubeconfig, in_cluster_fallback=True)
+    try:
+        api = api_client(kube.kubeconfig, in_cluster_fallback=True)
+    except NixdriftError as exc:  # the host's monitoring goes on; each cluster run fails and says so
+        log.error("kube: %s; every cluster check will fail until it loads", exc)
+        api = None
     opts = KubeOptions(
         manifests=Path(kube.manifests),
         namespace=kube.namespace,
