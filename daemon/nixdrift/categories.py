@@ -21,6 +21,7 @@ from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from nixdrift import layout
 from nixdrift.capture import (
     accounts,
     etc,
@@ -170,7 +171,14 @@ SERVICES_POLLED = (
 ETC_WATCH = (Watch("/etc", excluding=etc.SKIP + etc.ALLOW),)
 # Allowlisted entries are written by activation and the running system: never imperative drift,
 # compared only where the closure ships one, which the scan interval covers.
-ETC_POLLED = tuple(Watch(f"/etc/{name}") for name in etc.ALLOW)
+ETC_POLLED = (
+    *(Watch(f"/etc/{name}") for name in etc.ALLOW),
+    # system.etc.overlay: the mount and the image /etc is made of (the scan interval sees them), and
+    # the upper directory, whose changes are the writes to /etc that the /etc watch sees already
+    *_pseudo((mounts.MOUNTINFO, mounts.HOST_MOUNTINFO)),
+    Watch(layout.METADATA_IMAGE_LINK, Scope.ENTRY),
+    Watch(layout.OVERLAY_UPPER),
+)
 
 
 TABLE: Mapping[Category, Entry] = {

@@ -27,6 +27,7 @@ OVERLAY_UPPER = "/.rw-etc/upper"  # etc-activation.nix: upperdir=/sysroot/.rw-et
 OVERLAY_WORK = "/.rw-etc/work"
 METADATA_MOUNT = "/run/nixos-etc-metadata"  # the erofs metadata image, the first lower layer
 BASEDIR = "/etc-basedir"  # the data-only lower layer (the copies' content)
+METADATA_IMAGE_LINK = "/etc-metadata-image"  # initrd-find-etc's link to the generation's image
 SYSROOT = "/sysroot"  # the initrd mounts /etc as /sysroot/etc: mountinfo keeps the initrd's paths
 
 

@@ -289,3 +289,24 @@ def test_snapshot_of_an_immutable_host_holds_its_accounts_without_hashes(tmp_pat
 
 def _scan_root(host: BuiltHost, root: Path) -> Report:
     return pipeline.scan(ScanOptions(flake=str(host.flake), host=host.name, root=Root.of(root)))
+
+
+def test_every_path_the_etc_capture_reads_on_an_overlay_is_watched_or_polled(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The category table covers what the etc collector reads on an overlay host too: the mount
+    table, the metadata image's link and the upper directory (traced through Root)."""
+    from nixdrift.categories import TABLE
+    from unit.test_watch_paths import IMMUTABLE_OR_CAPTURED, covered, trace_reads
+
+    host = declare(tmp_path / "host", "overlay", "sysusers", "scripted").build()
+    with host.mounted_etc():
+        host.add_etc_file("hosts.allow", "ALL: ALL\n")  # something in the upper directory to classify
+        declared = pipeline.load_declared(ScanOptions(flake=str(host.flake), host=host.name, root=Root.of(host.root)))
+        seen = trace_reads(monkeypatch)
+        section = pipeline.capture(Root.of(host.root), declared, [Category.ETC])[Category.ETC]
+    assert section.data is not None and section.data.overlay is not None
+    assert section.data.overlay.upper  # the upper directory was read
+    read = {p for p in seen if not p.startswith(IMMUTABLE_OR_CAPTURED)}
+    assert "/proc/self/mountinfo" in read and "/etc-metadata-image" in read
+    assert not sorted(p for p in read if not covered(TABLE[Category.ETC], p))

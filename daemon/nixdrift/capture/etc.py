@@ -503,7 +503,7 @@ def _overlay(
 ) -> OverlayLive:
     upper = mount.upper if mount is not None and mount.fs_type == "overlay" and not mount.read_only else None
     changes = _upper_entries(root, upper, closure, problems) if upper else {}
-    image = _link(root, "/etc-metadata-image")
+    image = _link(root, layout.METADATA_IMAGE_LINK)
     return OverlayLive(mount, changes, image, below)
 
 
