@@ -116,6 +116,8 @@ def aggregate(
     hosts: list[HostStatus] = []
     seen: dict[str, tuple[str, int, list[str]]] = {}  # rule -> policy, worst severity, hosts
     for obj in reports:
+        if ((obj.get("metadata") or {}).get("labels") or {}).get("nixdrift/scope") == "cluster":
+            continue  # a cluster's report (`nixdrift kube`, one per namespace) is not a host
         status = host_status(obj, now, heartbeat)
         hosts.append(status)
         for result in obj.get("results") or ():

@@ -188,3 +188,16 @@ def test_the_sink_sends_both_kinds_when_asked(
     for p in patches:
         assert p.query["fieldManager"] == ["nixdrift"]
         validate_any(yaml.safe_load(p.body))
+
+
+def test_fleet_does_not_count_a_cluster_report_as_a_host(
+    drifted: Report, report_factory: Callable[..., Report]
+) -> None:
+    from datetime import UTC, datetime
+
+    from nixdrift.fleet import aggregate
+    from nixdrift.sinks.kube import policy_report
+
+    objs = [*cluster_objects(drifted, "policyreport"), policy_report(report_factory("web1"))]
+    view = aggregate(objs, datetime(2024, 5, 1, 12, 5, tzinfo=UTC))
+    assert [h.host for h in view.hosts] == ["web1"]
