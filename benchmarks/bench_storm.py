@@ -146,12 +146,12 @@ def inotifywait_storm(files: int) -> tuple[float, float, int]:
     for i in range(files):
         (storm / f"f{i:06d}").write_text("x\n")
     with contextlib.suppress(AssertionError):  # its queue overflowed: it lost events and never says which
-        wait_for(lambda: sum(1 for x in lines if x.startswith("CREATE ")) >= files + 1, 60, "inotifywait creates")
+        wait_for(lambda: sum(1 for x in lines if x.startswith("CREATE")) >= files + 1, 60, "inotifywait creates")
     create = time.monotonic() - started
     started = time.monotonic()
     shutil.rmtree(storm)
     with contextlib.suppress(AssertionError):
-        wait_for(lambda: sum(1 for x in lines if x.startswith("DELETE ")) >= files + 1, 60, "inotifywait deletes")
+        wait_for(lambda: sum(1 for x in lines if x.startswith("DELETE")) >= files + 1, 60, "inotifywait deletes")
     delete = time.monotonic() - started
     proc.terminate()
     proc.wait()
@@ -198,7 +198,7 @@ def main() -> None:
         results.append(
             StormResult(files, crashed, wrong, left, create, delete, peak, alerts, iw_create, iw_delete, iw_seen)
         )
-    print(f"{'storm (files created, then deleted)':<44}" + "".join(f"{r.files:>12,}" for r in results))
+    print(f"{'storm (files created, then deleted)':<44}" + "".join(f"{r.files:>16,}" for r in results))
     rows = [
         ("daemon crashed", [("yes" if r.crashed else "no") for r in results]),
         ("files without exactly one new + one resolved", [str(r.not_exactly_once) for r in results]),
@@ -212,7 +212,7 @@ def main() -> None:
         ("inotifywait -r: events printed / expected", [f"{r.iw_seen}/{2 * r.files + 2}" for r in results]),
     ]
     for name, values in rows:
-        print(f"{name:<44}" + "".join(f"{v:>12}" for v in values))
+        print(f"{name:<44}" + "".join(f"{v:>16}" for v in values))
     if args.active and args.edits:
         lat, ready = latency_with_active(args.active, args.edits)
         print(f"\nwith {args.active:,} active findings: start scan to READY {ready:.1f} s")

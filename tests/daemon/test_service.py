@@ -219,9 +219,11 @@ def test_event_storm_is_coalesced_bounded_and_complete(tmp_path: Path) -> None:
     scans = [x for x in d.lines if "scanned" in x and "(event" in x]
     assert len(scans) < 200  # coalesced: far fewer captures than changes
     # the journal gets one alert per burst and directory, naming the count and the first paths
+    # (a batch of 20 or fewer is alerted file by file)
     bursts = [x for x in d.lines if "nixdrift: ALERT new" in x and "below /etc/storm" in x]
-    assert bursts and len(bursts) < 50 and "/etc/storm/f" in bursts[0]
-    assert not [a for a in d.alerts() if a.path.startswith("/etc/storm/")]
+    assert bursts and "/etc/storm/f" in bursts[0]
+    storm_alerts = [x for x in d.lines if x.startswith("nixdrift: ALERT new") and "/etc/storm/" in x]
+    assert len(storm_alerts) < len(want) / 4  # file by file it would be 2,000
     assert proc.memory_info().rss - rss_before < 150 * 1024 * 1024
     d.stop()
 

@@ -77,6 +77,13 @@ def coalesce(alerts: list[Alert], limit: int = COALESCE_OVER) -> list[Alert]:
     return out
 
 
+def _basis(f: Finding, accepted: bool) -> int:
+    """A digest of a comparator's finding: equal digests mean nothing an operator sees changed."""
+    return hash(
+        (f.actual, f.expected, f.message, f.severity, f.kind, f.subject, accepted, repr(f.fix), repr(f.evidence))
+    )
+
+
 @dataclass(slots=True)
 class Outcome:
     alerts: list[Alert] = field(default_factory=list)
@@ -96,6 +103,7 @@ class Tracker:
         self.status: dict[Category, str] = {}
         self.problems: dict[Category, tuple[str, ...]] = {}
         self._failed: set[Category] = set()
+        self._basis: dict[str, int] = {}  # id -> digest of what the comparator last said (skip if same)
         self.seen_at: dict[Category, str] = {}  # when each category's unchanged findings were last seen
         # what other threads read (STATUS): replaced whole, never mutated, so never read mid-update
         self.counts: Mapping[str, int] = self._count()
@@ -103,6 +111,7 @@ class Tracker:
     def reload(self) -> None:
         """Back to what the database holds (after a write failed part-way)."""
         self.active = self.store.active()
+        self._basis.clear()
         self.counts = self._count()
 
     def reconcile(
@@ -131,6 +140,7 @@ class Tracker:
                 f = f.with_(evidence={**f.evidence, "attribution": attribute(f)})
             fresh_new[fid] = f
         changed: dict[str, Finding] = {}
+        bases: dict[str, int] = {}
         events: list[tuple[str, Finding | None, str, str]] = []
         with self.store.tx():
             failures = self._note_failures(sections, out)
@@ -140,15 +150,20 @@ class Tracker:
                 old = previous.get(fid)
                 if old is None:
                     f = self._appear(fresh_new[fid])
+                    bases[fid] = _basis(fresh, f.accepted)
                     out.new.append(f)
                     changed[fid] = f
                     events.append(("new", f, "", f.actual))
                     if not f.accepted and f.severity >= self.threshold:
                         out.alerts.append(Alert.of(Event.NEW, f))
                     continue
+                basis = _basis(fresh, is_accepted)
+                if self._basis.get(fid) == basis:
+                    continue  # the comparator said the same as last time: only last seen moves (below)
                 f = self._carry(old, fresh, stamp, is_accepted)
+                bases[fid] = basis
                 if f.with_(last_seen=old.last_seen) == old:
-                    continue  # unchanged: only its last seen moves (one statement for all, below)
+                    continue
                 changed[fid] = f
                 if old.accepted and not f.accepted and baseline is not None:
                     events.append(("new", f, "", f"changed since accepted ({baseline[0]!r} -> {f.actual!r})"))
@@ -177,8 +192,10 @@ class Tracker:
         # committed: now memory may follow
         self._failed = failures
         self.active.update(changed)
+        self._basis.update(bases)
         for f in gone:
             del self.active[f.id]
+            self._basis.pop(f.id, None)
         for c in captured:
             self.seen_at[c] = stamp
         self._update_status(sections)
