@@ -171,3 +171,50 @@ spec:
     age = found["kube-secrets/ns/Secret/tls-client/age"]
     assert (age.severity.label, age.actual) == ("medium", "516 days")
     assert "kube-secrets/ns/Secret/tls-client/orphan" not in found  # the volume refers to it
+
+
+def test_a_namespace_in_scope_leaves_other_namespaces_and_cluster_orphans_alone() -> None:
+    other = obj("""
+apiVersion: v1
+kind: ConfigMap
+metadata: {name: elsewhere, namespace: other}
+data: {a: b}
+""")
+    stray_role = served(
+        obj("""
+apiVersion: rbac.authorization.k8s.io/v1
+kind: ClusterRole
+metadata: {name: stray}
+rules: []
+""")
+    )
+    d = Declared(objects={other.key: other}, source=ManifestSource(directory="m", rendered_with="files"))
+    lv = Live(objects={stray_role.key: stray_role})
+    result = compare_all(d, lv, Scope(namespace="ns", now=NOW))
+    assert result.findings == ()  # neither "missing" (out of scope) nor an undeclared ClusterRole
+    assert result.problems == ("out of scope (--namespace ns): ConfigMap/other/elsewhere",)
+    everywhere = compare_all(d, lv, Scope(namespace=None, now=NOW))
+    assert {f.id for f in everywhere.findings} == {
+        "kube-orphans/other/ConfigMap/elsewhere/missing",
+        "kube-rbac/_cluster/ClusterRole/stray/undeclared",
+    }
+
+
+def test_ports_and_numbers_written_as_strings_are_not_drift() -> None:
+    service = obj("""
+apiVersion: v1
+kind: Service
+metadata: {name: api, namespace: ns}
+spec:
+  ports: [{name: https, port: 443, targetPort: "8443"}]
+  selector: {app: api}
+  externalIPs: []
+""")
+    live = edited(service, lambda b: b["spec"]["ports"][0].update(targetPort=8443))
+    assert compare([service], [live]) == {}
+    moved = edited(service, lambda b: b["spec"]["ports"][0].update(targetPort=9443))
+    (changed,) = compare([service], [moved]).values()
+    assert (changed.id, changed.severity.label) == (
+        "kube-spec/ns/Service/api/spec.ports[name=https].targetPort",
+        "medium",
+    )
