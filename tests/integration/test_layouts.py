@@ -11,9 +11,11 @@ ruleset firewall-nftables.nix writes), and the scan must find each change with i
 from __future__ import annotations
 
 import errno
+import json
 import os
 import shutil
 import subprocess
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -310,3 +312,35 @@ def test_every_path_the_etc_capture_reads_on_an_overlay_is_watched_or_polled(
     read = {p for p in seen if not p.startswith(IMMUTABLE_OR_CAPTURED)}
     assert "/proc/self/mountinfo" in read and "/etc-metadata-image" in read
     assert not sorted(p for p in read if not covered(TABLE[Category.ETC], p))
+
+
+@pytest.mark.parametrize("name", ["bashless", "immutable"])
+def test_demo_runs_on_a_modern_layout(name: str, tmp_path: Path) -> None:
+    """`nixdrift demo --layout`: the demo host on the layout, its planted drift found, the layout said."""
+    argv = [
+        sys.executable,
+        "-m",
+        "nixdrift",
+        "demo",
+        "--layout",
+        name,
+        "--format",
+        "json",
+        "--keep",
+        str(tmp_path / "d"),
+    ]
+    proc = subprocess.run(argv, capture_output=True, text=True, timeout=900)
+    assert proc.returncode == 1, proc.stderr
+    report = json.loads(proc.stdout)
+    want = {
+        "bashless": ("overlay", "userborn", "nixos-init"),
+        "immutable": ("overlay-immutable", "userborn", "nixos-init"),
+    }
+    assert (report["layout"]["etc"], report["layout"]["accounts"], report["layout"]["init"]) == want[name]
+    assert report["layout"]["live"] == "as declared"
+    ids = {f["id"] for f in report["findings"]}
+    assert {"users/user/mallory", "users/group/wheel/member/mallory", "packages/alice/cowsay"} <= ids
+    if name == "immutable":  # /etc is read-only: the /etc drifts cannot be planted, and the demo says so
+        assert "not planted" in proc.stderr and not any(i.startswith("etc/") for i in ids)
+    else:
+        assert {"etc/motd", "etc/sudoers.d/99-mallory"} <= ids
