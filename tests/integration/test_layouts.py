@@ -344,3 +344,21 @@ def test_demo_runs_on_a_modern_layout(name: str, tmp_path: Path) -> None:
         assert "not planted" in proc.stderr and not any(i.startswith("etc/") for i in ids)
     else:
         assert {"etc/motd", "etc/sudoers.d/99-mallory"} <= ids
+
+
+def test_directory_deleted_and_recreated_on_the_overlay_is_an_opaque_directory(tmp_path: Path) -> None:
+    """`rm -r /etc/sudoers.d && mkdir /etc/sudoers.d`: overlayfs hides the lower directory with an
+    opaque upper one; the declared files below it are missing, and the finding says how."""
+    host = declare(tmp_path / "host", "overlay", "userborn", "nixos-init").build()
+    with host.mounted_etc() as etc:
+        real_nft(host)
+        shutil.rmtree(etc / "sudoers.d")
+        (etc / "sudoers.d").mkdir()
+        host.add_etc_file("sudoers.d/90-mine", "mallory ALL=(ALL) ALL\n", 0o440)
+        found = by_id(scan(host))
+    assert os.getxattr(host.root / ".rw-etc" / "upper" / "sudoers.d", "trusted.overlay.opaque") == b"y"
+    missing = found["etc/sudoers.d/10-deploy"]
+    assert missing.severity is Severity.HIGH  # sudoers: etc-sensitive
+    assert "opaque directory" in missing.message
+    assert found["etc/sudoers.d/90-mine"].severity is Severity.HIGH
+    assert "new since boot" in found["etc/sudoers.d/90-mine"].evidence["overlay"]
