@@ -14,7 +14,7 @@ from nixdrift.kube import quantity
 from nixdrift.kube.attribution import attribute
 from nixdrift.kube.diff import Change, Difference, Item, Path, diff, dotted, lookup
 from nixdrift.kube.live import digest
-from nixdrift.kube.model import KubeObject
+from nixdrift.kube.model import KubeObject, ObjectKey
 from nixdrift.kube.rules import kfinding
 from nixdrift.models import Category, Finding, Kind
 
@@ -26,6 +26,11 @@ TOP_IGNORED = frozenset({"apiVersion", "kind", "status"})
 def apply_command(obj: KubeObject) -> str:
     """What a person runs to bring the object back to its manifest."""
     return f"kubectl apply --server-side --field-manager=nixdrift -f {shlex.quote(obj.source)}" if obj.source else ""
+
+
+def delete_command(key: ObjectKey) -> str:
+    ns = f" -n {shlex.quote(key.namespace)}" if key.namespace else ""
+    return f"kubectl delete {key.kind.lower()} {shlex.quote(key.name)}{ns}"
 
 
 def compare(declared: KubeObject, live: KubeObject, *, autoscaled: bool = False) -> list[Finding]:
