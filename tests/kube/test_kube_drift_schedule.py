@@ -243,3 +243,39 @@ def test_credentials_that_do_not_load_make_every_check_fail_loudly(manifests: Pa
     assert "cannot load Kubernetes credentials" in failed["message"]
     assert report["categories"]["kube-checks"] == "drift"
     assert report["categories"]["kube-rbac"].startswith("unavailable: NixdriftError: cannot load")
+
+
+def test_first_seen_and_count_survive_a_restart(
+    cluster: FakeCluster, manifests: Path, tmp_path: Path, scheduler: KubeScheduler
+) -> None:
+    from datetime import UTC, datetime, timedelta
+
+    history = tmp_path / "state" / "kube-history.json"
+    scheduler.history_path = history
+    cluster.delete("NetworkPolicy", "shop", "default-deny")
+    clock = scheduler.clock
+    assert isinstance(clock, Clock)
+    scheduler.wall = lambda: datetime(2026, 6, 1, tzinfo=UTC) + timedelta(seconds=clock.now)
+    first = scheduler.run_due()
+    clock.now = 301
+    second = scheduler.run_due()
+    assert first is not None and second is not None
+    (a,), (b,) = first.findings, second.findings
+    assert (a.first_seen, b.first_seen, b.last_seen, b.count) == (
+        "2026-06-01T00:00:00Z",
+        "2026-06-01T00:00:00Z",
+        "2026-06-01T00:05:01Z",
+        2,
+    )
+    restarted = KubeScheduler(
+        opts=scheduler.opts,
+        intervals=scheduler.intervals,
+        clock=Clock(),
+        wall=lambda: datetime(2026, 6, 2, tzinfo=UTC),
+        api=scheduler.api,
+        history_path=history,
+    )
+    third = restarted.run_due()
+    assert third is not None
+    (c,) = third.findings
+    assert (c.first_seen, c.count) == (a.first_seen, 3)

@@ -14,6 +14,7 @@ cluster, however recently each part was looked at.
 
 from __future__ import annotations
 
+import json
 import logging
 import threading
 import time
@@ -60,6 +61,11 @@ class KubeScheduler:
     _stop: threading.Event = field(default_factory=threading.Event)
     _thread: threading.Thread | None = None
     last_report: Report | None = None
+    history_path: Path | None = None  # first/last seen and count of each finding, kept across restarts
+    _seen: dict[str, tuple[str, str, int]] = field(default_factory=dict)  # id -> first, last, count
+
+    def __post_init__(self) -> None:
+        self._seen = load_history(self.history_path)
 
     def due(self, now: float) -> list[str]:
         return sorted(name for name in self.intervals if self._next.get(name, float("-inf")) <= now)
@@ -159,6 +165,7 @@ class KubeScheduler:
 
     def _combined(self, report: Report | None) -> Report:
         findings = [f for _s, fs in self._latest.values() for f in fs] + list(self._meta.values())
+        findings = self._remember(findings)
         categories = {c: s for c, (s, _f) in self._latest.items()}
         categories[Category.KUBE_CHECKS] = "drift" if self._meta else "ok"
         base = report or self.last_report
@@ -172,6 +179,19 @@ class KubeScheduler:
             threshold=self.opts.policy.threshold,
             problems=base.problems if base else (),
         )
+
+    def _remember(self, findings: list[Finding]) -> list[Finding]:
+        """Each finding with when it was first and last seen and in how many runs; ids gone are forgotten."""
+        stamp = now_iso(self.wall())
+        seen: dict[str, tuple[str, str, int]] = {}
+        out = []
+        for f in findings:
+            first, _last, count = self._seen.get(f.id, (stamp, stamp, 0))
+            seen[f.id] = (first, stamp, count + 1)
+            out.append(f.with_(first_seen=first, last_seen=stamp, count=count + 1))
+        self._seen = seen
+        save_history(self.history_path, seen)
+        return out
 
     # -- metrics ------------------------------------------------------------------------------
 
@@ -219,6 +239,31 @@ class KubeScheduler:
             self._stop.wait(max(0.05, self.seconds_to_next(self.clock())))
 
 
+def load_history(path: Path | None) -> dict[str, tuple[str, str, int]]:
+    if path is None:
+        return {}
+    try:
+        data = json.loads(path.read_text())
+        return {str(k): (str(v[0]), str(v[1]), int(v[2])) for k, v in data.items()}
+    except FileNotFoundError:
+        return {}
+    except (OSError, ValueError, TypeError, IndexError, AttributeError) as exc:  # a bad file: start afresh, say so
+        log.warning("kube: cannot read %s (%s); first-seen times start again", path, exc)
+        return {}
+
+
+def save_history(path: Path | None, seen: Mapping[str, tuple[str, str, int]]) -> None:
+    if path is None:
+        return
+    from nixdrift.report.metrics import atomic_write
+
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        atomic_write(path, json.dumps(seen, sort_keys=True).encode(), 0o600)
+    except OSError as exc:
+        log.warning("kube: cannot write %s: %s", path, exc)
+
+
 def write_outputs(report: Report, scheduler: KubeScheduler, out: Path) -> None:
     """drift-report.json/.md and nixdrift-kube.prom (the report's metrics plus the checks')."""
     from nixdrift.report import jsonfmt, markdown
@@ -257,7 +302,9 @@ def start_from_config(cfg: Any, state_dir: Path) -> KubeScheduler | None:
         secret_max_age_days=kube.secret_max_age_days,
     )
     out = Path(cfg.report_dir or state_dir) / "kube"
-    scheduler = KubeScheduler(opts=opts, intervals=dict(kube.intervals), api=api)
+    scheduler = KubeScheduler(
+        opts=opts, intervals=dict(kube.intervals), api=api, history_path=Path(state_dir) / "kube-history.json"
+    )
 
     def publish(report: Report) -> None:
         if kube.auto_remediate:  # low severity only, dry run first; the next run sees the result
