@@ -47,6 +47,7 @@ from nixdrift.compare import service_config as c_service_config
 from nixdrift.compare import services as c_services
 from nixdrift.compare import users as c_users
 from nixdrift.declared.model import DeclaredState
+from nixdrift.live import etc as live_etc
 from nixdrift.models import Category, Finding, Section
 from nixdrift.rootfs import Root
 
@@ -168,11 +169,11 @@ SERVICES_POLLED = (
     # the link together with /run/current-system, whose switch rescans everything
     Watch(etc.STATIC, Scope.ENTRY),
 )
-ETC_WATCH = (Watch("/etc", excluding=etc.SKIP + etc.ALLOW),)
+ETC_WATCH = (Watch("/etc", excluding=live_etc.SKIP + live_etc.ALLOW),)
 # Allowlisted entries are written by activation and the running system: never imperative drift,
 # compared only where the closure ships one, which the scan interval covers.
 ETC_POLLED = (
-    *(Watch(f"/etc/{name}") for name in etc.ALLOW),
+    *(Watch(f"/etc/{name}") for name in live_etc.ALLOW),
     # system.etc.overlay: the mount and the image /etc is made of (the scan interval sees them), and
     # the upper directory, whose changes are the writes to /etc that the /etc watch sees already
     *_pseudo((mounts.MOUNTINFO, mounts.HOST_MOUNTINFO)),

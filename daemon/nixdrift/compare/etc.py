@@ -17,10 +17,10 @@ import re
 from collections.abc import Iterator, Mapping
 
 from nixdrift import layout
-from nixdrift.capture.etc import ClosureEntry, EntryType, EtcEntry, EtcLive, UpperKind, allowed, sensitive, skipped
 from nixdrift.compare.common import finding, nix_str, printable
 from nixdrift.compare.common import sh as command
 from nixdrift.declared.model import DeclaredEtc, DeclaredState
+from nixdrift.live.etc import ClosureEntry, EntryType, EtcEntry, EtcLive, UpperKind, allowed, sensitive, skipped
 from nixdrift.models import Category, Finding, Kind, Section
 
 E = Category.ETC
