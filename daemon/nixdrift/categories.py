@@ -48,6 +48,7 @@ from nixdrift.compare import services as c_services
 from nixdrift.compare import users as c_users
 from nixdrift.declared.model import DeclaredState
 from nixdrift.live import etc as live_etc
+from nixdrift.live import generation as live_generation
 from nixdrift.models import Category, Finding, Section
 from nixdrift.rootfs import Root
 
@@ -144,12 +145,12 @@ def _pseudo(paths: Iterable[str]) -> tuple[Watch, ...]:
     return tuple(Watch(p, Scope.ENTRY) for p in paths if p.startswith(PSEUDO_FS))
 
 
-CURRENT = Watch(generation.CURRENT, Scope.ENTRY, switch=True)
+CURRENT = Watch(live_generation.CURRENT, Scope.ENTRY, switch=True)
 
 GENERATION_WATCH = (
     CURRENT,
-    Watch(generation.BOOTED, Scope.ENTRY),
-    Watch(generation.SYSTEM_PROFILE + "*", Scope.ENTRY, switch=True),  # system, system-<n>-link
+    Watch(live_generation.BOOTED, Scope.ENTRY),
+    Watch(live_generation.SYSTEM_PROFILE + "*", Scope.ENTRY, switch=True),  # system, system-<n>-link
 )
 PACKAGES_WATCH = (
     CURRENT,  # its sw/ is the declared environment

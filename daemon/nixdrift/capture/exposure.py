@@ -14,7 +14,6 @@ import json
 import os
 import socket
 from collections.abc import Iterator
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -23,40 +22,13 @@ import psutil
 from nixdrift.capture import closure
 from nixdrift.capture.parsed import Parsed, reason
 from nixdrift.declared.model import DeclaredState
+from nixdrift.live.exposure import ExposureLive, Listener
 from nixdrift.models import Category, Section
 from nixdrift.rootfs import SNAPSHOT_DIR, Root
 
 SNAPSHOT_PATHS: tuple[str, ...] = ()  # not files: see snapshot_extra
 LISTENING_FILE = "listening.json"
 _UNIT_SUFFIXES = (".service", ".scope", ".socket")
-
-
-@dataclass(frozen=True, slots=True)
-class Listener:
-    proto: str  # "tcp" or "udp"
-    address: str
-    port: int
-    pid: int | None
-    process: str
-    unit: str  # "" when unknown (kernel sockets, vanished processes)
-
-    def to_json(self) -> dict[str, Any]:
-        return {
-            "proto": self.proto,
-            "address": self.address,
-            "port": self.port,
-            "pid": self.pid,
-            "process": self.process,
-            "unit": self.unit,
-        }
-
-
-@dataclass(frozen=True, slots=True)
-class ExposureLive:
-    listeners: tuple[Listener, ...]
-    closure_units: frozenset[str]  # units declared or shipped by the closure
-    socket_ports: frozenset[tuple[str, int]]  # (proto, port) the closure's .socket units listen on
-    source: str
 
 
 def unit_from_cgroup(text: str) -> str:

@@ -9,48 +9,19 @@ from __future__ import annotations
 
 import os
 import re
-from dataclasses import dataclass
 
 from nixdrift.capture.manifests import store_path_of
 from nixdrift.declared.model import DeclaredState
+from nixdrift.live.generation import BOOTED, CURRENT, PROFILES, SYSTEM_PROFILE, LiveGeneration, SystemGeneration
 from nixdrift.models import Category, Section
 from nixdrift.rootfs import Root
 
-CURRENT = "/run/current-system"
-BOOTED = "/run/booted-system"
-PROFILES = "/nix/var/nix/profiles"
-SYSTEM_PROFILE = f"{PROFILES}/system"
 # what nixos-rebuild compares to decide that a reboot is needed (the rest changes on switch)
 BOOT_PARTS = ("kernel", "initrd", "kernel-modules")
 
 SNAPSHOT_PATHS: tuple[str, ...] = (CURRENT, BOOTED, PROFILES)
 
 _GEN_LINK = re.compile(r"^system-([0-9]+)-link$")
-
-
-@dataclass(frozen=True, slots=True)
-class SystemGeneration:
-    number: int
-    link: str  # host path, e.g. /nix/var/nix/profiles/system-42-link
-    target: str | None  # the store path it points at
-
-
-@dataclass(frozen=True, slots=True)
-class LiveGeneration:
-    current: str | None  # store path of /run/current-system
-    booted: str | None
-    profile: str | None  # store path of /nix/var/nix/profiles/system
-    profile_number: int | None  # N of the system-N-link the profile points at
-    current_boot: tuple[str, ...] | None  # kernel, initrd, modules of the current system when readable
-    booted_boot: tuple[str, ...] | None
-    generations: tuple[SystemGeneration, ...]
-    declared_built: bool  # the declared toplevel is in the store (below the root or locally)
-
-    @property
-    def current_number(self) -> int | None:
-        """The generation number of the running system, when a system-N-link points at it."""
-        numbers = [g.number for g in self.generations if self.current and g.target == self.current]
-        return max(numbers) if numbers else None
 
 
 def _target(root: Root, path: str) -> str | None:

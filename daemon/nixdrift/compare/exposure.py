@@ -11,9 +11,9 @@ from __future__ import annotations
 import ipaddress
 from collections import defaultdict
 
-from nixdrift.capture.exposure import ExposureLive, Listener
 from nixdrift.compare.common import finding, printable, sh
 from nixdrift.declared.model import DeclaredState
+from nixdrift.live.exposure import ExposureLive, Listener
 from nixdrift.models import Category, Finding, Kind, Section
 
 _SYSTEMD = "init.scope"  # pid 1: sockets it holds belong to socket units

@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from nixdrift.capture.generation import CURRENT, SYSTEM_PROFILE, LiveGeneration
 from nixdrift.compare.common import finding, sh
 from nixdrift.declared.model import DeclaredState
+from nixdrift.live.generation import CURRENT, SYSTEM_PROFILE, LiveGeneration
 from nixdrift.models import Category, Finding, Kind, Section
 
 CAT = Category.GENERATION
