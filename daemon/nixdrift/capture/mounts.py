@@ -9,11 +9,11 @@ from __future__ import annotations
 
 import os
 import re
-from collections.abc import Iterable, Mapping
-from dataclasses import dataclass, field
+from collections.abc import Iterable
 
 from nixdrift.capture.parsed import reason
 from nixdrift.declared.model import DeclaredState
+from nixdrift.live.mounts import Mount, MountsLive, Swap, declared_device
 from nixdrift.models import Category, Section
 from nixdrift.rootfs import Root
 
@@ -24,31 +24,6 @@ HOST_MOUNTINFO = "/proc/1/mountinfo"
 SWAPS = "/proc/swaps"
 SNAPSHOT_PATHS: tuple[str, ...] = (MOUNTINFO, SWAPS)
 _ESCAPE = re.compile(r"\\([0-7]{3})")
-
-
-@dataclass(frozen=True, slots=True)
-class Mount:
-    mount_id: int
-    parent_id: int
-    root: str  # the path inside the filesystem that is mounted (not "/" for a bind mount)
-    mount_point: str
-    options: tuple[str, ...]
-    fs_type: str
-    source: str
-    super_options: tuple[str, ...]
-
-
-@dataclass(frozen=True, slots=True)
-class Swap:
-    filename: str
-    kind: str  # "partition" or "file"
-
-
-@dataclass(frozen=True, slots=True)
-class MountsLive:
-    mounts: tuple[Mount, ...]
-    swaps: tuple[Swap, ...] | None  # None when /proc/swaps could not be read
-    devices: Mapping[str, str] = field(default_factory=dict)  # device path -> the device it resolves to
 
 
 def unescape(text: str) -> str:
@@ -106,13 +81,6 @@ def parse_swaps(text: str) -> tuple[tuple[Swap, ...], tuple[str, ...]]:
             continue
         swaps.append(Swap(unescape(words[0]), words[1]))
     return tuple(swaps), tuple(problems)
-
-
-def declared_device(device: str | None, label: str | None) -> str | None:
-    """The device path a fileSystems or swapDevices entry names (a label is a by-label link)."""
-    if device:
-        return device
-    return f"/dev/disk/by-label/{label}" if label else None
 
 
 def _resolve_devices(root: Root, paths: Iterable[str]) -> dict[str, str]:

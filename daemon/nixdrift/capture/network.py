@@ -7,16 +7,13 @@ The kernel's hostname comes from socket.gethostname() on the live machine and fr
 from __future__ import annotations
 
 import socket
-from dataclasses import dataclass
 
 from nixdrift.capture.parsed import reason
 from nixdrift.declared.model import DeclaredState
+from nixdrift.live.network import HOSTNAME, KERNEL_HOSTNAME, RESOLV_CONF, NetworkLive, Resolver
 from nixdrift.models import Category, Section
 from nixdrift.rootfs import Root
 
-RESOLV_CONF = "/etc/resolv.conf"
-HOSTNAME = "/etc/hostname"
-KERNEL_HOSTNAME = "/proc/sys/kernel/hostname"
 SNAPSHOT_PATHS: tuple[str, ...] = (
     HOSTNAME,
     RESOLV_CONF,
@@ -24,23 +21,6 @@ SNAPSHOT_PATHS: tuple[str, ...] = (
     "/run/systemd/resolve/stub-resolv.conf",
     "/run/systemd/resolve/resolv.conf",
 )
-
-
-@dataclass(frozen=True, slots=True)
-class Resolver:
-    """One `nameserver` line."""
-
-    address: str
-    lineno: int
-
-
-@dataclass(frozen=True, slots=True)
-class NetworkLive:
-    hostname_file: str | None  # /etc/hostname's first word, None when absent
-    kernel_hostname: str | None
-    nameservers: tuple[str, ...] | None  # None when resolv.conf is absent
-    search: tuple[str, ...]
-    resolv_target: str  # where /etc/resolv.conf leads (a host path)
 
 
 def parse_resolv_conf(text: str) -> tuple[tuple[Resolver, ...], tuple[str, ...]]:

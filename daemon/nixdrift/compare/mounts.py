@@ -9,9 +9,9 @@ never reports a by-label device as changed.
 
 from __future__ import annotations
 
-from nixdrift.capture.mounts import Mount, MountsLive, Swap, declared_device
 from nixdrift.compare.common import finding, nix_str, printable, sh
 from nixdrift.declared.model import DeclaredFileSystem, DeclaredState
+from nixdrift.live.mounts import Mount, MountsLive, Swap, declared_device
 from nixdrift.models import Category, Finding, Kind, Section
 
 PSEUDO = frozenset({

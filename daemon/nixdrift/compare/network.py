@@ -10,9 +10,9 @@ from __future__ import annotations
 
 import ipaddress
 
-from nixdrift.capture.network import HOSTNAME, KERNEL_HOSTNAME, RESOLV_CONF, NetworkLive
 from nixdrift.compare.common import finding, nix_str, printable, sh
 from nixdrift.declared.model import DeclaredState
+from nixdrift.live.network import HOSTNAME, KERNEL_HOSTNAME, RESOLV_CONF, NetworkLive
 from nixdrift.models import Category, Finding, Kind, Section
 
 STUB = "127.0.0.53"
