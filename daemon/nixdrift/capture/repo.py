@@ -6,14 +6,13 @@ This is the checkout that was evaluated, on the machine running nixdrift: it is 
 
 from __future__ import annotations
 
-import enum
 import os
 import urllib.parse
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from nixdrift.declared.model import DeclaredState
+from nixdrift.live.repo import Change, FileChange, LiveRepo
 from nixdrift.models import Category, Section
 from nixdrift.rootfs import Root
 
@@ -21,40 +20,6 @@ SNAPSHOT_PATHS: tuple[str, ...] = ()  # the repository lives where nixdrift runs
 MAX_FILES = 500  # per list: a checkout with thousands of stray files gets a problem, not thousands of findings
 
 _LOCAL_PREFIXES = ("git+file://", "git+file:", "path:")
-
-
-class Change(enum.Enum):
-    MODIFIED = "modified"
-    ADDED = "added"
-    DELETED = "deleted"
-    RENAMED = "renamed"
-    TYPE_CHANGED = "type changed"
-
-    @classmethod
-    def from_git(cls, letter: str) -> Change:
-        return {"A": cls.ADDED, "D": cls.DELETED, "R": cls.RENAMED, "T": cls.TYPE_CHANGED}.get(letter, cls.MODIFIED)
-
-
-@dataclass(frozen=True, slots=True)
-class FileChange:
-    path: str  # relative to the repository's top
-    change: Change
-    staged: bool  # in the index (else only in the working tree)
-    in_head: bool  # the path exists in HEAD (checking it out reverts the change)
-    renamed_from: str = ""
-
-
-@dataclass(frozen=True, slots=True)
-class LiveRepo:
-    top: str
-    flake_dir: str
-    branch: str | None  # None when HEAD is detached
-    head: str | None  # None before the first commit
-    upstream: str | None  # e.g. "origin/main"; None when the branch tracks nothing
-    ahead: int  # commits on the branch that its upstream lacks
-    detached_unpushed: bool  # a detached HEAD that no remote branch contains
-    changes: tuple[FileChange, ...]
-    untracked: tuple[str, ...]
 
 
 def local_checkout(reference: str) -> Path | None:

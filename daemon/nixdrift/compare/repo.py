@@ -5,9 +5,9 @@ from __future__ import annotations
 import posixpath
 from collections.abc import Iterator
 
-from nixdrift.capture.repo import Change, FileChange, LiveRepo
 from nixdrift.compare.common import finding, printable, sh
 from nixdrift.declared.model import DeclaredState
+from nixdrift.live.repo import Change, FileChange, LiveRepo
 from nixdrift.models import Category, Finding, Kind, Section
 
 CAT = Category.REPO
