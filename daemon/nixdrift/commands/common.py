@@ -5,9 +5,8 @@ from __future__ import annotations
 import argparse
 import os
 import sys
-from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, NamedTuple
 
 from nixdrift.errors import NixdriftError
 
@@ -90,10 +89,10 @@ def host_name(root: Root) -> str:
     return name
 
 
-@dataclass(frozen=True, slots=True)
-class Target:
+class Target(NamedTuple):
     """What a scan is of, from the arguments and the config; building it loads no collector (a
-    check answered from the daemon's state needs no more)."""
+    check answered from the daemon's state needs no more). A NamedTuple, not a dataclass: the
+    dataclasses module (and inspect, ast) would cost `--help` 20 ms."""
 
     cfg: config_mod.Config
     root: Root
