@@ -14,7 +14,7 @@ from typing import Any
 
 import pytest
 
-from kube.conftest import wait_for, write_kubeconfig
+from kube.conftest import FakeAPI, wait_for, write_kubeconfig
 from kube.kubeapi import FakeCluster
 from kube.test_kube_drift import DATA, apply_all, git
 from nixdrift.config import KUBE_DEFAULT_INTERVALS, parse
@@ -279,3 +279,31 @@ def test_first_seen_and_count_survive_a_restart(
     assert third is not None
     (c,) = third.findings
     assert (c.first_seen, c.count) == (a.first_seen, 3)
+
+
+def test_the_daemon_publishes_one_report_per_namespace_to_the_fleet_cluster(
+    cluster: FakeCluster, manifests: Path, tmp_path: Path, fake_api: FakeAPI
+) -> None:
+    checked = write_kubeconfig(tmp_path / "checked", cluster.url)
+    fleet = write_kubeconfig(tmp_path / "fleet", fake_api.url)
+    cluster.delete("NetworkPolicy", "shop", "default-deny")
+    cfg = parse(
+        f"reportDir: {tmp_path / 'reports'}\nreportFormat: both\n"
+        f"kubernetes: {{enable: true, kubeconfig: {fleet}, namespace: fleet}}\n"
+        f"kube:\n  enable: true\n  manifests: {manifests}\n  kubeconfig: {checked}\n  cluster: prod\n"
+    )
+    checks = start_from_config(cfg, tmp_path / "state")
+    assert checks is not None
+    try:
+        patches = wait_for(lambda: len(fake_api.patches()) >= 4 and fake_api.patches(), what="four applies")
+    finally:
+        checks.stop()
+    assert sorted(p.path for p in patches) == [
+        "/apis/openreports.io/v1alpha1/namespaces/fleet/reports/kube-prod",
+        "/apis/openreports.io/v1alpha1/namespaces/shop/reports/kube-prod",
+        "/apis/wgpolicyk8s.io/v1alpha2/namespaces/fleet/policyreports/kube-prod",
+        "/apis/wgpolicyk8s.io/v1alpha2/namespaces/shop/policyreports/kube-prod",
+    ]
+    shop = next(p.json() for p in patches if p.path.endswith("shop/policyreports/kube-prod"))
+    assert [r["rule"] for r in shop["results"]] == ["kube-network-policies/shop/NetworkPolicy/default-deny/missing"]
+    assert not [r for r in cluster.requests if r.method == "PATCH"]  # nothing written to the checked cluster

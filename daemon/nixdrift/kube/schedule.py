@@ -306,6 +306,8 @@ def start_from_config(cfg: Any, state_dir: Path) -> KubeScheduler | None:
         opts=opts, intervals=dict(kube.intervals), api=api, history_path=Path(state_dir) / "kube-history.json"
     )
 
+    publisher: list[Any] = []  # the fleet cluster's client, made when first needed
+
     def publish(report: Report) -> None:
         if kube.auto_remediate:  # low severity only, dry run first; the next run sees the result
             from nixdrift.kube.remediate import remediate_low
@@ -316,13 +318,19 @@ def start_from_config(cfg: Any, state_dir: Path) -> KubeScheduler | None:
             except Exception:  # a failed revert leaves the finding in place; it is reported as such
                 log.exception("kube: automatic revert failed")
         write_outputs(report, scheduler, out)
-        if cfg.kubernetes.enable:
+        if cfg.kubernetes.enable:  # to the fleet's cluster (`kubernetes.kubeconfig`), which may be another one
             from nixdrift.sinks.kube import apply
             from nixdrift.sinks.openreports import cluster_objects
 
+            try:
+                if not publisher:
+                    publisher.append(api_client(cfg.kubernetes.kubeconfig, in_cluster_fallback=True))
+            except NixdriftError as exc:
+                log.warning("kube: cannot publish the cluster's reports: %s", exc)
+                return
             for obj in cluster_objects(report, cfg.report_format, default_namespace=cfg.kubernetes.namespace):
                 try:
-                    apply(api, obj, 10.0)
+                    apply(publisher[0], obj, 10.0)
                 except Exception as exc:  # noqa: BLE001 - the next run publishes again
                     log.warning("kube: cannot publish %s/%s: %s", obj["kind"], obj["metadata"]["namespace"], exc)
 
