@@ -8,15 +8,15 @@ iptables host whose iptables-save is missing can still be read through nft, and 
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
 from pathlib import Path
 
 from nixdrift import process
-from nixdrift.capture.fwparse import FwAccept, FwBase, FwRecord, read_iptables_save
+from nixdrift.capture.fwparse import read_iptables_save
 from nixdrift.capture.nftparse import read_nft_json
 from nixdrift.capture.parsed import Parsed, reason
 from nixdrift.declared.model import DeclaredState
 from nixdrift.errors import NixdriftError
+from nixdrift.live.firewall import FirewallLive, FwAccept, FwBase, FwRecord
 from nixdrift.models import Category, Section
 from nixdrift.rootfs import SNAPSHOT_DIR, Root
 
@@ -28,14 +28,6 @@ _COMMANDS = {
     "iptables-save.txt": ("iptables-save",),
     "ip6tables-save.txt": ("ip6tables-save",),
 }
-
-
-@dataclass(frozen=True, slots=True)
-class FirewallLive:
-    backend: str  # which ruleset was read: "nftables" or "iptables"
-    source: str  # the command run or the captured files read
-    bases: tuple[FwBase, ...]  # the NixOS firewall per address family, where it exists
-    accepts: tuple[FwAccept, ...]
 
 
 class _Unreadable(Exception):

@@ -18,6 +18,7 @@ from dataclasses import dataclass
 
 from nixdrift.capture.parsed import Parsed
 from nixdrift.declared.model import PortRange
+from nixdrift.live.firewall import FwAccept, FwBase, FwRecord
 
 ALL_PORTS = PortRange(0, 65535)
 ACCEPT_TARGETS = frozenset({"ACCEPT", "nixos-fw-accept"})
@@ -28,45 +29,6 @@ _ANY_PROTO = frozenset({"all", "0"})  # `-p all` matches every protocol, as no -
 SERVICES = {"ssh": 22, "http": 80, "https": 443, "domain": 53, "ntp": 123}
 # iptables match modules that only introduce the options parsed here
 _PLAIN_MODULES = frozenset({"tcp", "udp", "multiport", "comment", "conntrack", "state"})
-
-
-@dataclass(frozen=True, slots=True)
-class FwBase:
-    """The NixOS firewall in one address family ("ipv4", "ipv6" or "inet")."""
-
-    family: str
-    hooked: bool  # the chain sees input traffic (INPUT -j nixos-fw / a hook input chain)
-    refuses: bool  # what is not accepted is dropped or rejected
-    detail: str = ""  # why not, in words
-
-
-@dataclass(frozen=True, slots=True)
-class FwAccept:
-    """A rule or set element that accepts new input traffic.
-
-    `proto` None with no ports accepts everything (on `interface`, or everywhere when None).
-    """
-
-    family: str
-    proto: str | None
-    ports: tuple[PortRange, ...]
-    interface: str | None
-    conditions: str  # other matches that narrow it (source address, limit...), "" when none
-    origin: str  # "rule" or "temp-ports" (or the name of another set)
-    revert: tuple[str, ...]  # argv that removes it
-    text: str  # the rule as a person reads it
-
-
-FwRecord = FwBase | FwAccept
-
-
-def ports_text(ports: tuple[PortRange, ...]) -> str:
-    return ", ".join(str(r.start) if r.start == r.end else f"{r.start}-{r.end}" for r in ports)
-
-
-def norm_iface(name: str) -> str:
-    """nft lists a wildcard interface as `ve-*`, iptables as `ve-+`: one spelling."""
-    return name[:-1] + "+" if name.endswith("*") else name
 
 
 # ---------------------------------------------------------------- iptables-save

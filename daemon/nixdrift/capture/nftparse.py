@@ -18,14 +18,10 @@ from nixdrift.capture.fwparse import (
     PROTOS,
     REFUSE_TARGETS,
     SERVICES,
-    FwAccept,
-    FwBase,
-    FwRecord,
-    norm_iface,
-    ports_text,
 )
 from nixdrift.capture.parsed import Parsed
 from nixdrift.declared.model import PortRange
+from nixdrift.live.firewall import FwAccept, FwBase, FwRecord, norm_iface, ports_text
 
 
 def _port_value(value: Any) -> PortRange:

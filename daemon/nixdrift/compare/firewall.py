@@ -10,10 +10,9 @@ from __future__ import annotations
 from collections import defaultdict
 from collections.abc import Iterable
 
-from nixdrift.capture.firewall import FirewallLive
-from nixdrift.capture.fwparse import FwAccept, norm_iface
 from nixdrift.compare.common import finding, nix_attr, printable, sh
 from nixdrift.declared.model import DeclaredFirewall, DeclaredState, FirewallPorts, PortRange
+from nixdrift.live.firewall import FirewallLive, FwAccept, norm_iface
 from nixdrift.models import Category, Finding, Kind, Section
 
 _BUILTIN_DHCP_IFACES = frozenset({"ve-+", "vz-+", "vt-+", "ns-+"})
