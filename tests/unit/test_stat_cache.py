@@ -207,3 +207,17 @@ def test_a_session_keeps_one_file_per_root_and_saves_it(tmp_path: Path) -> None:
     written = statcache.file_for(cache_dir, Path("/srv/snapshot"))
     assert written != statcache.file_for(cache_dir, Path("/"))
     assert written.exists()
+
+
+def test_a_capture_that_looks_nothing_up_keeps_the_cache(tmp_path: Path) -> None:
+    """The daemon captures one category at a time: a firewall scan must not empty the /etc entries."""
+    f = tmp_path / "a"
+    f.write_text("x")
+    store = tmp_path / "c.json"
+    cache = DigestCache(file=store, clock=settled_clock)
+    digest(cache, f, Reader())
+    assert cache.save()
+    assert not cache.save()  # a session of another category: nothing looked up
+    reader = Reader()
+    assert digest(DigestCache.load(store, clock=settled_clock), f, reader) == sha("x")
+    assert reader.read == []

@@ -145,8 +145,9 @@ class DigestCache:
     def save(self) -> bool:
         """Write the entries used since the last save (those of files gone are dropped), atomically.
         Nothing is written when nothing changed. Never raises: a cache that cannot be written only
-        costs the next scan its hashing. True when the file was written."""
-        unused = self.entries.keys() - self._used
+        costs the next scan its hashing. True when the file was written. A capture that looked
+        nothing up (the daemon's firewall scan, say) leaves the cache as it is."""
+        unused = self.entries.keys() - self._used if self._used else set()
         if self.file is None or not (self._dirty or unused):
             self._used.clear()
             return False
