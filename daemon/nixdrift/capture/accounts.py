@@ -13,12 +13,11 @@ never stored, logged or put into a problem.
 
 from __future__ import annotations
 
-import enum
 import json
 from collections.abc import Iterator
-from dataclasses import dataclass
 from typing import Any
 
+from nixdrift.live.users import GroupEntry, IdAllocation, PasswdEntry, PasswordState, ShadowEntry
 from nixdrift.text import printable
 
 PASSWD = "/etc/passwd"
@@ -48,59 +47,6 @@ IMMUTABLE_ACCOUNT_FILES = (
 )
 
 _MAX_ID = 2**32 - 1
-
-
-@dataclass(frozen=True, slots=True)
-class PasswdEntry:
-    name: str
-    uid: int
-    gid: int
-    gecos: str
-    home: str
-    shell: str
-
-
-@dataclass(frozen=True, slots=True)
-class GroupEntry:
-    name: str
-    gid: int
-    members: tuple[str, ...]  # the fourth field: supplementary members (primary groups are not listed)
-
-
-class PasswordState(enum.Enum):
-    """What the shadow password field says, without the hash."""
-
-    HASH = "set"  # a usable hash: the account has a password
-    LOCKED = "locked"  # `!<hash>`: a hash exists but `passwd -l` disabled it
-    DISABLED = "disabled"  # `!`, `!!`, `*` and other non-hashes: no password login
-    EMPTY = "empty"  # the field is empty: no password at all
-
-    @property
-    def has_password(self) -> bool:
-        return self is PasswordState.HASH
-
-    @classmethod
-    def of(cls, field: str) -> PasswordState:
-        if field == "":
-            return cls.EMPTY
-        if field.startswith("!"):
-            return cls.LOCKED if field.lstrip("!") not in ("", "*", "x") else cls.DISABLED
-        # crypt(3) hashes never contain these; `*`, `x` and `*LK*` style markers mean "no password"
-        if field.startswith("*") or field in ("x", "NP", "LK"):
-            return cls.DISABLED
-        return cls.HASH
-
-
-@dataclass(frozen=True, slots=True)
-class ShadowEntry:
-    name: str
-    password: PasswordState
-
-
-@dataclass(frozen=True, slots=True)
-class IdAllocation:
-    name: str
-    id: int
 
 
 def _int_id(text: str) -> int | None:

@@ -8,15 +8,14 @@ are not compared and the section says why in its problems.
 from __future__ import annotations
 
 import os
-from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
+from collections.abc import Callable
 from typing import TypeVar
 
 from nixdrift import layout
 from nixdrift.capture import accounts
-from nixdrift.capture.accounts import GroupEntry, PasswdEntry, PasswordState
 from nixdrift.capture.parsed import reason
 from nixdrift.declared.model import DeclaredState
+from nixdrift.live.users import UsersLive
 from nixdrift.models import Category, Section
 from nixdrift.rootfs import Root
 
@@ -37,31 +36,6 @@ SNAPSHOT_PATHS: tuple[str, ...] = (
 )
 
 R = TypeVar("R")
-
-
-@dataclass(frozen=True, slots=True)
-class UsersLive:
-    users: Mapping[str, PasswdEntry]
-    groups: Mapping[str, GroupEntry]
-    passwords: Mapping[str, PasswordState] | None  # None: shadow could not be read
-    uid_map: Mapping[str, int] = field(default_factory=dict)
-    gid_map: Mapping[str, int] = field(default_factory=dict)
-    declarative_users: frozenset[str] = frozenset()
-    declarative_groups: frozenset[str] = frozenset()
-    # the files each accounts backend leaves, for the layout (perl, userborn, sysusers)
-    backend: layout.AccountsEvidence = field(default_factory=lambda: layout.AccountsEvidence(False, False, False))
-    # gid -> group names in /etc/group order, built once: comparing must stay linear in the file's size
-    by_gid: Mapping[int, tuple[str, ...]] = field(init=False, compare=False, repr=False)
-
-    @property
-    def live_accounts(self) -> layout.AccountsLayout | None:
-        return layout.live_accounts(self.backend)
-
-    def __post_init__(self) -> None:
-        index: dict[int, list[str]] = {}
-        for group in self.groups.values():
-            index.setdefault(group.gid, []).append(group.name)
-        object.__setattr__(self, "by_gid", {gid: tuple(names) for gid, names in index.items()})
 
 
 def _read(root: Root, path: str, problems: list[str]) -> str | None:

@@ -14,12 +14,11 @@ from collections.abc import Iterable, Iterator
 from dataclasses import replace
 
 from nixdrift import layout
-from nixdrift.capture.accounts import GroupEntry, PasswdEntry
-from nixdrift.capture.users import UsersLive
 from nixdrift.compare.common import finding, nix_attr, printable
 from nixdrift.compare.common import nix_str as _raw_nix_str
 from nixdrift.compare.common import sh as command
 from nixdrift.declared.model import DeclaredState, DeclaredUser
+from nixdrift.live.users import GroupEntry, PasswdEntry, UsersLive
 from nixdrift.models import Category, Finding, Kind, Section
 
 U = Category.USERS
