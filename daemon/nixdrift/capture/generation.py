@@ -10,9 +10,9 @@ from __future__ import annotations
 import os
 import re
 
-from nixdrift.capture.manifests import store_path_of
 from nixdrift.declared.model import DeclaredState
 from nixdrift.live.generation import BOOTED, CURRENT, PROFILES, SYSTEM_PROFILE, LiveGeneration, SystemGeneration
+from nixdrift.live.packages import store_path_of
 from nixdrift.models import Category, Section
 from nixdrift.rootfs import Root
 

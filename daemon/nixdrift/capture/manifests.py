@@ -16,28 +16,15 @@ object keyed by the element's name (the name `nix profile remove` takes). Every 
 
 from __future__ import annotations
 
-import enum
 import json
 import re
 from dataclasses import dataclass
 from typing import Any
 
 from nixdrift.capture.parsed import Parsed
+from nixdrift.live.packages import ProfileElement, ProfileTool, store_name, store_path_of
 
 STORE_DIR = "/nix/store/"
-_STORE_PATH = re.compile(r"/nix/store/([0-9a-z]{32})-([^/]+)")
-
-
-def store_path_of(path: str) -> str | None:
-    """The store path (`/nix/store/<hash>-<name>`) a path lies in, or None outside the store."""
-    match = _STORE_PATH.match(path)
-    return match.group(0) if match else None
-
-
-def store_name(store_path: str) -> str:
-    """The name part of a store path (`hello-1.0` for `/nix/store/<hash>-hello-1.0`)."""
-    match = _STORE_PATH.match(store_path)
-    return match.group(2) if match else store_path.rsplit("/", 1)[-1]
 
 
 def parse_drv_name(name: str) -> tuple[str, str]:
@@ -46,26 +33,6 @@ def parse_drv_name(name: str) -> tuple[str, str]:
         if ch == "-" and i + 1 < len(name) and not name[i + 1].isalpha():
             return name[:i], name[i + 1 :]
     return name, ""
-
-
-class ProfileTool(enum.Enum):
-    NIX_ENV = "nix-env"  # manifest.nix
-    NIX_PROFILE = "nix profile"  # manifest.json
-
-
-@dataclass(frozen=True, slots=True)
-class ProfileElement:
-    """One package installed in a profile."""
-
-    name: str  # nix-env: the derivation name ("hello-1.0"); nix profile: the element's name
-    pname: str
-    version: str
-    store_paths: tuple[str, ...]
-    tool: ProfileTool
-    active: bool = True
-    attr_path: str = ""  # nix profile: the flake output attribute it came from
-    url: str = ""  # nix profile: the locked flake reference
-    remove_key: str = ""  # what `nix-env -e` / `nix profile remove` accepts to remove it
 
 
 # --- manifest.nix -------------------------------------------------------------------------------

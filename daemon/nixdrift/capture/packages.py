@@ -14,20 +14,13 @@ import os
 import posixpath
 import re
 from collections import deque
-from collections.abc import Iterable, Iterator
-from dataclasses import dataclass
+from collections.abc import Iterator
 
 from nixdrift.capture.accounts import parse_passwd
-from nixdrift.capture.manifests import (
-    ProfileElement,
-    ProfileTool,
-    read_manifest_json,
-    read_manifest_nix,
-    store_name,
-    store_path_of,
-)
+from nixdrift.capture.manifests import read_manifest_json, read_manifest_nix
 from nixdrift.capture.parsed import reason
 from nixdrift.declared.model import DeclaredPackage, DeclaredState
+from nixdrift.live.packages import LivePackages, Profile, ProfileTool, SeenPaths, store_path_of
 from nixdrift.models import Category, Section
 from nixdrift.rootfs import Root
 
@@ -53,28 +46,6 @@ _GEN_LINK = re.compile(r"-[0-9]+-link$")
 _NOT_PACKAGE_PROFILES = frozenset({"system", "channels", "per-user", "system-profiles"})
 
 
-@dataclass(frozen=True, slots=True)
-class Profile:
-    path: str  # the profile link itself (not its -N-link), as the host names it
-    owner: str | None  # the user whose profile it is; None for a system-wide profile
-    generation: str  # the store path the profile points at
-    tool: ProfileTool
-    elements: tuple[ProfileElement, ...]
-
-    @property
-    def is_main(self) -> bool:
-        """The user's default profile (what `nix-env -i` and `nix profile install` use)."""
-        return self.owner is not None and posixpath.basename(self.path) == "profile"
-
-
-@dataclass(frozen=True, slots=True)
-class LivePackages:
-    current_system: str | None  # store path of /run/current-system, None when unreadable
-    system_paths: frozenset[str] | None  # store paths the system environments link to; None when unreadable
-    system_complete: bool  # every directory was walked (a declared path absent from system_paths is missing)
-    profiles: tuple[Profile, ...]
-
-
 def parse_passwd_homes(text: str) -> tuple[tuple[str, str], ...]:
     """(user, home) pairs from /etc/passwd text; lines that are not accounts are skipped."""
     entries, _problems = parse_passwd(text)  # the users collector reports bad lines
@@ -97,39 +68,9 @@ def _links(directory: os.PathLike[str] | str) -> Iterator[tuple[str | None, str 
         return
 
 
-class _Seen:
-    """Store paths seen so far, indexed so that a declared package is looked up in O(1)."""
-
-    def __init__(self) -> None:
-        self.paths: set[str] = set()
-        self.names: set[str] = set()
-
-    def add(self, target: str) -> None:
-        path = store_path_of(target)
-        if path is None or path in self.paths:
-            return
-        self.paths.add(path)
-        name = store_name(path)
-        self.names.add(name)
-        base, _, output = name.rpartition("-")
-        if base and output.isalpha():
-            self.names.add(base)  # `curl-8.4.0-bin`: another output of `curl-8.4.0`
-
-    def has(self, declared: DeclaredPackage) -> bool:
-        return package_present(declared, self.paths, self.names)
-
-
-def package_present(declared: DeclaredPackage, paths: frozenset[str] | set[str], names: set[str]) -> bool:
-    """Is a declared package among these store paths? By path, or by name when another output of it
-    was linked (`names` holds each path's name and, for `<name>-<output>`, `<name>` too)."""
-    if declared.path is None:
-        return True  # not a derivation: nothing to look for
-    return declared.path in paths or (declared.name or store_name(declared.path)) in names
-
-
 def _environment_paths(root: Root, envs: list[str], wanted: list[DeclaredPackage]) -> tuple[set[str], bool]:
     """Store paths linked from the environments' top directories; deeper only while a wanted one is unseen."""
-    seen = _Seen()
+    seen = SeenPaths()
     tops: list[str] = []
     for env in envs:
         for target, sub in _links(root.open_path(env)):
@@ -173,14 +114,6 @@ def _system(root: Root, declared: DeclaredState) -> tuple[str | None, frozenset[
     wanted = [*declared.system_packages, *(p for u in declared.users.values() for p in u.packages)]
     paths, complete = _environment_paths(root, envs, wanted)
     return current, frozenset(paths), complete
-
-
-def path_names(paths: Iterable[str]) -> set[str]:
-    """The names `package_present` matches: each store path's name, and `<name>` for `<name>-<output>`."""
-    seen = _Seen()
-    for path in paths:
-        seen.add(path)
-    return seen.names
 
 
 # --- profiles -------------------------------------------------------------------------------------

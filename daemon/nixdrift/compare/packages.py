@@ -4,10 +4,17 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 
-from nixdrift.capture.manifests import ProfileElement, ProfileTool, store_name
-from nixdrift.capture.packages import LivePackages, Profile, package_present, path_names
 from nixdrift.compare.common import finding, nix_attr, printable, sh
 from nixdrift.declared.model import DeclaredPackage, DeclaredState
+from nixdrift.live.packages import (
+    LivePackages,
+    Profile,
+    ProfileElement,
+    ProfileTool,
+    package_present,
+    path_names,
+    store_name,
+)
 from nixdrift.models import Category, Finding, Kind, Section
 
 CAT = Category.PACKAGES
