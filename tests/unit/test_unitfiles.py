@@ -12,6 +12,7 @@ from hypothesis import strategies as st
 
 from nixdrift.capture import unitfiles
 from nixdrift.capture.unitfiles import EntryKind, UnitFile, UnitSetting, parse_unit_file, summarize
+from nixdrift.live import services as live_services
 from nixdrift.rootfs import Root
 
 
@@ -86,7 +87,7 @@ def test_remain_after_exit(value: str, runs_once: bool) -> None:
     ],
 )
 def test_template_of(unit: str, template: str | None) -> None:
-    assert unitfiles.template_of(unit) == template
+    assert live_services.template_of(unit) == template
 
 
 def build_dir(tmp: Path) -> Path:

@@ -10,11 +10,10 @@ import os
 from pathlib import Path
 
 from nixdrift.declared.model import DeclaredState
+from nixdrift.live.services import (
+    UNIT_SUFFIXES,
+)
 from nixdrift.rootfs import Root
-
-UNIT_SUFFIXES = (
-    ".service", ".socket", ".timer", ".target", ".path", ".mount", ".automount", ".swap", ".slice", ".scope",
-)  # fmt: skip
 
 
 def toplevel_dir(root: Root, declared: DeclaredState) -> Path | None:

@@ -11,20 +11,27 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable, Iterable, Mapping
-from dataclasses import dataclass, field
 from pathlib import Path
 
-from nixdrift.capture.unitfiles import EntryKind, UnitDir, UnitEntry, UnitFile, read_unit_file, scan_unit_dir
+from nixdrift.capture.unitfiles import read_unit_file, scan_unit_dir
 from nixdrift.capture.unitfiles import with_digests as _with_digests
-from nixdrift.capture.units_dbus import DBUS_ERRORS, RuntimeUnit, dump_units_json, parse_units_json, read_units
+from nixdrift.capture.units_dbus import DBUS_ERRORS, dump_units_json, parse_units_json, read_units
 from nixdrift.declared.model import DeclaredState
+from nixdrift.live.services import (
+    ETC_UNITS,
+    MANAGED_PREFIXES,
+    TRANSIENT_DIR,
+    EntryKind,
+    RuntimeUnit,
+    ServicesLive,
+    UnitDir,
+    UnitFile,
+)
 from nixdrift.models import Category, Section
 from nixdrift.rootfs import SNAPSHOT_DIR, Root
 
 log = logging.getLogger(__name__)
 
-ETC_UNITS = "/etc/systemd/system"
-TRANSIENT_DIR = "/run/systemd/transient"
 WRITABLE_DIRS = (
     ETC_UNITS,  # only when it is not the managed link into /etc/static
     "/etc/systemd/system.control",  # systemctl set-property
@@ -36,35 +43,6 @@ SNAPSHOT_PATHS: tuple[str, ...] = WRITABLE_DIRS
 BUS_SOCKET = "/run/dbus/system_bus_socket"
 UNITS_JSON = "units.json"
 NO_RUNTIME = "systemd's unit state cannot be read"
-MANAGED_PREFIXES = ("/nix/store/", "/etc/static/")
-# Generators turn declared config (fstab, crypttab, kernel command line) into units at boot.
-GENERATED_PREFIXES = ("/run/systemd/generator/", "/run/systemd/generator.early/", "/run/systemd/generator.late/")
-
-
-@dataclass(frozen=True, slots=True)
-class ServicesLive:
-    closure: UnitDir  # the declared toplevel's etc/systemd/system
-    etc_managed: bool  # /etc/systemd/system is the managed link (or absent)
-    writable: tuple[UnitDir, ...]  # the writable unit directories that exist
-    runtime: tuple[RuntimeUnit, ...] | None  # None: systemd's state could not be read
-    declared_files: Mapping[str, UnitFile] = field(default_factory=dict)  # closure unit name -> settings
-    live_files: Mapping[str, UnitFile] = field(default_factory=dict)  # host path outside the closure -> settings
-
-    def from_closure(self, host_path: str) -> bool:
-        """Is this fragment or drop-in path one the closure (or a generator) provides?"""
-        if host_path.startswith(MANAGED_PREFIXES + GENERATED_PREFIXES):
-            return True
-        return self.etc_managed and host_path.startswith(ETC_UNITS + "/")
-
-    def closure_units(self) -> dict[str, UnitEntry]:
-        """Top-level units and masks of the closure, by name."""
-        return {e.rel: e for e in self.closure.entries if e.kind in (EntryKind.UNIT, EntryKind.MASK)}
-
-    def writable_entries(self, *kinds: EntryKind) -> tuple[UnitEntry, ...]:
-        return tuple(e for d in self.writable for e in d.entries if e.kind in kinds)
-
-    def runtime_by_name(self) -> dict[str, RuntimeUnit]:
-        return {u.unit: u for u in self.runtime or ()}
 
 
 def closure_host_dir(declared: DeclaredState) -> str | None:

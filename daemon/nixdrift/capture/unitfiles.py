@@ -7,7 +7,6 @@ kept from a unit file: Environment= and friends may hold secrets and are never r
 
 from __future__ import annotations
 
-import enum
 import hashlib
 import os
 import re
@@ -15,73 +14,18 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 
 from nixdrift.capture import digests
-from nixdrift.capture.closure import UNIT_SUFFIXES
+from nixdrift.live.services import (
+    DROPIN_DIR_SUFFIX,
+    LINK_DIR_SUFFIXES,
+    EntryKind,
+    UnitDir,
+    UnitEntry,
+    UnitFile,
+    is_unit_name,
+)
 from nixdrift.rootfs import Root
 
-LINK_DIR_SUFFIXES = (".wants", ".requires", ".upholds")
-DROPIN_DIR_SUFFIX = ".d"
 NULL = "/dev/null"
-
-
-class EntryKind(enum.Enum):
-    UNIT = "unit"  # a unit file, or a link to one (an alias or a linked unit)
-    MASK = "mask"  # a link to /dev/null, or an empty file
-    LINK = "link"  # <target>.wants/<unit> (or .requires, .upholds): an enablement
-    DROPIN = "dropin"  # <unit>.d/<name>.conf
-
-
-@dataclass(frozen=True, slots=True)
-class UnitEntry:
-    rel: str  # path relative to the unit directory, e.g. "multi-user.target.wants/sshd.service"
-    kind: EntryKind
-    host_path: str  # the entry's absolute host path (not resolved)
-    target: str = ""  # the symlink's target as written ("" for a plain file)
-    digest: str = ""  # sha256 of the resolved content, when it was read
-
-    @property
-    def name(self) -> str:
-        return self.rel.rsplit("/", 1)[-1]
-
-    @property
-    def parent(self) -> str:
-        """The unit a link or drop-in hangs off: "multi-user.target" for a wants link."""
-        if "/" not in self.rel:
-            return ""
-        head = self.rel.split("/", 1)[0]
-        for suffix in (*LINK_DIR_SUFFIXES, DROPIN_DIR_SUFFIX):
-            if head.endswith(suffix):
-                return head[: -len(suffix)]
-        return head
-
-    @property
-    def unit(self) -> str:
-        """The unit this entry concerns: the linked unit, the unit a drop-in changes, or itself."""
-        return self.parent if self.kind is EntryKind.DROPIN else self.name
-
-
-@dataclass(frozen=True, slots=True)
-class UnitDir:
-    host_dir: str
-    entries: tuple[UnitEntry, ...] = ()
-
-    def by_rel(self) -> dict[str, UnitEntry]:
-        return {e.rel: e for e in self.entries}
-
-    def of_kind(self, kind: EntryKind) -> tuple[UnitEntry, ...]:
-        return tuple(e for e in self.entries if e.kind is kind)
-
-
-# -- unit names -------------------------------------------------------------------------------
-
-
-def template_of(unit: str) -> str | None:
-    """ "getty@tty1.service" -> "getty@.service"; None for a unit that is no template instance."""
-    match = re.fullmatch(r"([^@/]+)@([^/]+)(\.[a-z]+)", unit)
-    return f"{match.group(1)}@{match.group(3)}" if match and match.group(2) else None
-
-
-def is_unit_name(name: str) -> bool:
-    return name.endswith(UNIT_SUFFIXES) and "/" not in name and not name.startswith(".")
 
 
 # -- scanning a directory ---------------------------------------------------------------------
@@ -219,22 +163,6 @@ def _parse_line(line: str, section: str, where: str, settings: list[UnitSetting]
         problems.append(f"{where}: setting outside any section")
     else:
         settings.append(UnitSetting(section, key, value.strip()))
-
-
-@dataclass(frozen=True, slots=True)
-class UnitFile:
-    """The settings of a unit (fragment plus drop-ins, in order) that nixdrift compares."""
-
-    type: str = ""
-    remain_after_exit: bool = False
-    conditional: bool = False  # has Condition*= or Assert*=: being inactive may be intended
-    exec_start: tuple[str, ...] = ()
-    listen: tuple[str, ...] = ()  # "ListenStream=0.0.0.0:80"
-
-    @property
-    def runs_once(self) -> bool:
-        """A oneshot without RemainAfterExit is inactive after a successful run."""
-        return self.type == "oneshot" and not self.remain_after_exit
 
 
 def _yes(value: str) -> bool:

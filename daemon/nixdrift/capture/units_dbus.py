@@ -19,10 +19,16 @@ from __future__ import annotations
 import json
 import time
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
 from typing import Any, Protocol
 
 from jeepney import DBusAddress, DBusErrorResponse, HeaderFields, Message, MessageType, Properties, new_method_call
+
+from nixdrift.live.services import (
+    PULLED_BY,
+    PULLED_BY_CORE,
+    STARTABLE_SUFFIXES,
+    RuntimeUnit,
+)
 
 BUS_NAME = "org.freedesktop.systemd1"
 MANAGER_PATH = "/org/freedesktop/systemd1"
@@ -31,73 +37,15 @@ UNIT_IFACE = "org.freedesktop.systemd1.Unit"
 SERVICE_IFACE = "org.freedesktop.systemd1.Service"
 # The Unit properties read per loaded unit (load/active/sub state come with ListUnits).
 PROPERTIES = ("UnitFileState", "FragmentPath", "DropInPaths", "ConditionResult")
-# Who pulls a running unit in. The first four exist in every systemd nixdrift meets; the others
-# (v249+) are used when the running systemd answers them.
-PULLED_BY_CORE = ("WantedBy", "RequiredBy", "BoundBy", "TriggeredBy")
-PULLED_BY = (*PULLED_BY_CORE, "UpheldBy", "OnFailureOf", "OnSuccessOf")
 ACTIVE_ENTER = "ActiveEnterTimestampMonotonic"
 BUS_NAME_PROPERTY = "BusName"  # on the Service interface
 BOOT_FINISHED = "FinishTimestampMonotonic"  # on the Manager: when the boot transaction completed
-# The unit types that can be started by hand in a way worth reporting (mounts, swaps, devices,
-# scopes and slices are the system's own doing).
-STARTABLE_SUFFIXES = (".service", ".socket", ".timer", ".path", ".target")
 ORIGIN = (*PULLED_BY, ACTIVE_ENTER)
 WINDOW = 64  # requests in flight at once: enough to hide latency, small enough for socket buffers
 TIMEOUT = 30.0  # a busy host (or a TCG guest) answers a few hundred units slowly
 # What talking to the bus may raise: socket errors and timeouts, authentication (a ValueError), a
 # bad DBUS_SYSTEM_BUS_ADDRESS (KeyError) and error replies to Hello.
 DBUS_ERRORS = (OSError, ValueError, KeyError, DBusErrorResponse)
-
-
-@dataclass(frozen=True, slots=True)
-class RuntimeUnit:
-    unit: str
-    load_state: str
-    active_state: str
-    sub_state: str
-    unit_file_state: str = ""
-    fragment_path: str = ""
-    drop_in_paths: tuple[str, ...] = ()
-    condition_result: bool | None = None  # None: unknown (not captured)
-    # Who pulls it in, as (property, unit) pairs such as ("TriggeredBy", "nginx.socket"); None when
-    # not captured (an inactive unit, a units.json from before these were recorded).
-    pulled_by: tuple[tuple[str, str], ...] | None = None
-    active_enter_monotonic: int | None = None  # µs since boot; None: not captured
-    after_boot: bool | None = None  # became active after the boot transaction; None: cannot tell
-    bus_name: str | None = None  # a service's BusName ("" none); None: not captured
-
-    @property
-    def is_active(self) -> bool:
-        return self.active_state in ("active", "activating", "reloading")
-
-    def pullers(self) -> tuple[str, ...]:
-        """The units that pull this one in (empty when not captured)."""
-        return tuple(sorted({u for _, u in self.pulled_by or ()}))
-
-    def to_json(self) -> dict[str, Any]:
-        return {
-            "unit": self.unit,
-            "load_state": self.load_state,
-            "active_state": self.active_state,
-            "sub_state": self.sub_state,
-            "unit_file_state": self.unit_file_state,
-            "fragment_path": self.fragment_path,
-            "drop_in_paths": list(self.drop_in_paths),
-            "condition_result": self.condition_result,
-            "pulled_by": _pulled_by_json(self.pulled_by),
-            "active_enter_monotonic": self.active_enter_monotonic,
-            "after_boot": self.after_boot,
-            "bus_name": self.bus_name,
-        }
-
-
-def _pulled_by_json(pairs: tuple[tuple[str, str], ...] | None) -> dict[str, list[str]] | None:
-    if pairs is None:
-        return None
-    out: dict[str, list[str]] = {p: [] for p in PULLED_BY}  # an empty list says "asked: none"
-    for prop, unit in pairs:
-        out.setdefault(prop, []).append(unit)
-    return out
 
 
 class Connection(Protocol):

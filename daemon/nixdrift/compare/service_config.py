@@ -12,11 +12,10 @@ import fnmatch
 import hashlib
 from collections.abc import Iterator
 
-from nixdrift.capture.services import TRANSIENT_DIR, ServicesLive
-from nixdrift.capture.unitfiles import EntryKind, UnitEntry, UnitFile
 from nixdrift.compare.common import finding, printable
 from nixdrift.compare.services import nix_unit, printable_evidence, remove_command
 from nixdrift.declared.model import DeclaredState
+from nixdrift.live.services import TRANSIENT_DIR, EntryKind, ServicesLive, UnitEntry, UnitFile
 from nixdrift.models import Category, Finding, Kind, Section
 from nixdrift.redact import value_digest
 

@@ -19,11 +19,20 @@ import fnmatch
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass
 
-from nixdrift.capture.services import ETC_UNITS, GENERATED_PREFIXES, TRANSIENT_DIR, ServicesLive
-from nixdrift.capture.unitfiles import EntryKind, UnitEntry, is_unit_name, template_of
-from nixdrift.capture.units_dbus import STARTABLE_SUFFIXES, RuntimeUnit
 from nixdrift.compare.common import finding, nix_attr, nix_str, printable, sh
 from nixdrift.declared.model import DeclaredState
+from nixdrift.live.services import (
+    ETC_UNITS,
+    GENERATED_PREFIXES,
+    STARTABLE_SUFFIXES,
+    TRANSIENT_DIR,
+    EntryKind,
+    RuntimeUnit,
+    ServicesLive,
+    UnitEntry,
+    is_unit_name,
+    template_of,
+)
 from nixdrift.models import Category, Finding, Kind, Section
 
 # Units systemd, logind, container runtimes and generators create on their own.
