@@ -6,37 +6,16 @@ This is the checkout that was evaluated, on the machine running nixdrift: it is 
 
 from __future__ import annotations
 
-import os
-import urllib.parse
-from pathlib import Path
 from typing import Any
 
 from nixdrift.declared.model import DeclaredState
+from nixdrift.flakeref import FlakeRef
 from nixdrift.live.repo import Change, FileChange, LiveRepo
 from nixdrift.models import Category, Section
 from nixdrift.rootfs import Root
 
 SNAPSHOT_PATHS: tuple[str, ...] = ()  # the repository lives where nixdrift runs, not on the host
 MAX_FILES = 500  # per list: a checkout with thousands of stray files gets a problem, not thousands of findings
-
-_LOCAL_PREFIXES = ("git+file://", "git+file:", "path:")
-
-
-def local_checkout(reference: str) -> Path | None:
-    """The directory of a local flake reference (`/etc/nixos`, `path:...`, `git+file://...?dir=sub`)."""
-    ref = reference
-    for prefix in _LOCAL_PREFIXES:
-        if ref.startswith(prefix):
-            ref, _, query = ref[len(prefix) :].partition("?")
-            ref = urllib.parse.unquote(ref)
-            sub = urllib.parse.parse_qs(query).get("dir", [""])[0]
-            return Path(ref, sub).expanduser() if sub else Path(ref).expanduser()
-    if "://" in ref or (":" in ref and not ref.startswith(("/", ".", "~"))):
-        return None  # github:owner/repo, https://..., flake:nixpkgs
-    ref = ref.partition("#")[0]
-    if ref.startswith(("/", ".", "~")) or os.path.isdir(ref):
-        return Path(ref).expanduser()
-    return None  # a registry name such as "nixpkgs"
 
 
 def _changes(repo: Any) -> list[FileChange]:
@@ -75,7 +54,7 @@ def _upstream(repo: Any) -> tuple[str | None, str | None, int, bool]:
 
 def capture(root: Root, declared: DeclaredState) -> Section[LiveRepo]:
     reference = declared.flake.reference
-    directory = local_checkout(reference)
+    directory = FlakeRef.parse(reference).local_flake_dir()
     if directory is None:
         return Section.missing(Category.REPO, f"the flake {reference!r} is not a local checkout")
     if not directory.is_dir():

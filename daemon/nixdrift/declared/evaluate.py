@@ -23,6 +23,7 @@ from nixdrift import __version__
 from nixdrift.declared import gitindex, nix
 from nixdrift.declared.model import DeclaredState
 from nixdrift.errors import EvaluationError, ToolMissingError
+from nixdrift.flakeref import FlakeRef
 from nixdrift.models import FlakeInfo
 from nixdrift.process import run, which
 
@@ -46,15 +47,9 @@ class _Local:
 
 
 def _local_dir(ref: str) -> Path | None:
-    for prefix in ("path:", "git+file://", "git+file:"):
-        if ref.startswith(prefix):
-            ref = ref[len(prefix) :].split("?", 1)[0]
-            break
-    else:
-        if not (ref.startswith(("/", ".", "~")) or os.path.isdir(ref)):
-            return None
-    path = Path(ref).expanduser()
-    return path.resolve() if path.exists() else None
+    """The local tree nix copies for this flake (with `?dir=`, the whole tree), when it exists."""
+    path = FlakeRef.parse(ref).local_source()
+    return path.resolve() if path is not None and path.exists() else None
 
 
 def _git(directory: Path, *args: str) -> str:
@@ -112,8 +107,9 @@ def flake_info(ref: str) -> FlakeInfo:
     """Identify the flake without evaluating it (cheap for local trees)."""
     directory = _local_dir(ref)
     if directory is not None:
-        if not (directory / "flake.nix").exists():
-            raise EvaluationError(f"{directory} holds no flake.nix")
+        flake_dir = directory / FlakeRef.parse(ref).subdir
+        if not (flake_dir / "flake.nix").exists():
+            raise EvaluationError(f"{flake_dir} holds no flake.nix")
         if which("git") and (top := _git_top(directory)) is not None:
             identity, rev, dirty = _git_identity(top)
             return FlakeInfo(reference=ref, revision=rev, dirty=dirty, identity=identity)

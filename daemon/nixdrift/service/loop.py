@@ -23,6 +23,7 @@ from types import FrameType
 from nixdrift.categories import TABLE
 from nixdrift.config import Config
 from nixdrift.errors import NixdriftError
+from nixdrift.flakeref import FlakeRef
 from nixdrift.models import Category, Severity
 from nixdrift.pipeline import ScanOptions
 from nixdrift.service import routes
@@ -286,11 +287,8 @@ class Service:
 
 
 def _local_flake(ref: str) -> Path | None:
-    for prefix in ("path:", "git+file://", "git+file:"):
-        if ref.startswith(prefix):
-            ref = ref[len(prefix) :].split("?", 1)[0]
-    path = Path(ref).expanduser()
-    return path.resolve() if path.is_dir() else None
+    path = FlakeRef.parse(ref).local_source()
+    return path.resolve() if path is not None and path.is_dir() else None
 
 
 def all_categories() -> frozenset[Category]:
