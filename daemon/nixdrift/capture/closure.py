@@ -9,14 +9,14 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from nixdrift.declared.model import DeclaredState
+from nixdrift.capture.needs import ClosureUnits, Toplevel
 from nixdrift.live.services import (
     UNIT_SUFFIXES,
 )
 from nixdrift.rootfs import Root
 
 
-def toplevel_dir(root: Root, declared: DeclaredState) -> Path | None:
+def toplevel_dir(root: Root, declared: Toplevel) -> Path | None:
     """The declared toplevel on this machine, or None when it was never built here."""
     if not declared.toplevel:
         return None
@@ -24,18 +24,18 @@ def toplevel_dir(root: Root, declared: DeclaredState) -> Path | None:
     return path if path.is_dir() else None
 
 
-def etc_dir(root: Root, declared: DeclaredState) -> Path | None:
+def etc_dir(root: Root, declared: Toplevel) -> Path | None:
     top = toplevel_dir(root, declared)
     return top / "etc" if top is not None and (top / "etc").is_dir() else None
 
 
-def unit_dir(root: Root, declared: DeclaredState) -> Path | None:
+def unit_dir(root: Root, declared: Toplevel) -> Path | None:
     etc = etc_dir(root, declared)
     units = etc / "systemd" / "system" if etc is not None else None
     return units if units is not None and units.is_dir() else None
 
 
-def unit_names(root: Root, declared: DeclaredState) -> frozenset[str]:
+def unit_names(root: Root, declared: ClosureUnits) -> frozenset[str]:
     """Every unit the closure ships (files and links alike), plus those the flake declares."""
     names = {u for u, d in declared.units.items() if d.enable}
     units = unit_dir(root, declared)

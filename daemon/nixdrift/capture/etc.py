@@ -26,7 +26,7 @@ from nixdrift import layout
 from nixdrift.capture import accounts, digests, statcache
 from nixdrift.capture import mounts as mountinfo
 from nixdrift.capture.closure import toplevel_dir
-from nixdrift.declared.model import DeclaredState
+from nixdrift.capture.needs import EtcNeeds, Toplevel
 from nixdrift.layout import EtcMount
 from nixdrift.live.etc import ClosureEntry, EntryType, EtcEntry, EtcLive, OverlayLive, UpperKind, allowed, skipped
 from nixdrift.models import Category, Section
@@ -118,7 +118,7 @@ def _walk(
                 stack.append(rel)
 
 
-def _reference_tree(root: Root, declared: DeclaredState, problems: list[str]) -> tuple[Path | None, str]:
+def _reference_tree(root: Root, declared: Toplevel, problems: list[str]) -> tuple[Path | None, str]:
     """The etc tree to compare with: the declared closure's, else the running system's."""
     if declared.toplevel:
         host = root.resolve(declared.toplevel.rstrip("/") + "/etc")
@@ -368,7 +368,7 @@ def _link(root: Root, path: str) -> str | None:
         return None
 
 
-def capture(root: Root, declared: DeclaredState) -> Section[EtcLive]:
+def capture(root: Root, declared: EtcNeeds) -> Section[EtcLive]:
     etc = root.path("/etc")
     if not etc.is_dir() or etc.is_symlink():
         return Section.missing(Category.ETC, "/etc is not a directory below the root")

@@ -20,8 +20,8 @@ from typing import Any
 import psutil
 
 from nixdrift.capture import closure
+from nixdrift.capture.needs import ClosureUnits
 from nixdrift.capture.parsed import Parsed, reason
-from nixdrift.declared.model import DeclaredState
 from nixdrift.live.exposure import ExposureLive, Listener
 from nixdrift.models import Category, Section
 from nixdrift.rootfs import SNAPSHOT_DIR, Root
@@ -125,7 +125,7 @@ def _listen_port(value: str) -> int | None:
     return int(port) if port.isdigit() and int(port) <= 65535 else None
 
 
-def socket_ports(root: Root, declared: DeclaredState) -> frozenset[tuple[str, int]]:
+def socket_ports(root: Root, declared: ClosureUnits) -> frozenset[tuple[str, int]]:
     """(proto, port) pairs the closure's socket units listen on."""
     units = closure.unit_dir(root, declared)
     found: set[tuple[str, int]] = set()
@@ -147,7 +147,7 @@ def socket_ports(root: Root, declared: DeclaredState) -> frozenset[tuple[str, in
     return frozenset(found)
 
 
-def capture(root: Root, declared: DeclaredState) -> Section[ExposureLive]:
+def capture(root: Root, declared: ClosureUnits) -> Section[ExposureLive]:
     problems: tuple[str, ...] = ()
     if root.is_live:
         listeners, source = tuple(live_listeners()), "psutil"

@@ -12,9 +12,9 @@ from pathlib import Path
 
 from nixdrift import process
 from nixdrift.capture.fwparse import read_iptables_save
+from nixdrift.capture.needs import FirewallNeeds
 from nixdrift.capture.nftparse import read_nft_json
 from nixdrift.capture.parsed import Parsed, reason
-from nixdrift.declared.model import DeclaredState
 from nixdrift.errors import NixdriftError
 from nixdrift.live.firewall import FirewallLive, FwAccept, FwBase, FwRecord
 from nixdrift.models import Category, Section
@@ -98,7 +98,7 @@ def _iptables(root: Root) -> Section[FirewallLive] | None:
     return _section("iptables", ", ".join(sources), records, problems)
 
 
-def capture(root: Root, declared: DeclaredState) -> Section[FirewallLive]:
+def capture(root: Root, declared: FirewallNeeds) -> Section[FirewallLive]:
     if declared.firewall.backend not in ("iptables", "nftables"):  # firewalld keeps its own tables
         reason = f"networking.firewall.backend = {declared.firewall.backend}: only iptables and nftables are compared"
         return Section.missing(Category.FIREWALL, reason)

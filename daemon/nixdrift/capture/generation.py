@@ -10,7 +10,7 @@ from __future__ import annotations
 import os
 import re
 
-from nixdrift.declared.model import DeclaredState
+from nixdrift.capture.needs import Toplevel
 from nixdrift.live.generation import BOOTED, CURRENT, PROFILES, SYSTEM_PROFILE, LiveGeneration, SystemGeneration
 from nixdrift.live.packages import store_path_of
 from nixdrift.models import Category, Section
@@ -62,7 +62,7 @@ def _profile_number(root: Root) -> int | None:
     return int(match.group(1)) if match else None
 
 
-def capture(root: Root, declared: DeclaredState) -> Section[LiveGeneration]:
+def capture(root: Root, declared: Toplevel) -> Section[LiveGeneration]:
     if not declared.toplevel:
         reason = "the flake declares no system.build.toplevel: nothing to compare the running system with"
         return Section.missing(Category.GENERATION, reason)

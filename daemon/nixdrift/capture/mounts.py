@@ -11,8 +11,8 @@ import os
 import re
 from collections.abc import Iterable
 
+from nixdrift.capture.needs import MountNeeds
 from nixdrift.capture.parsed import reason
-from nixdrift.declared.model import DeclaredState
 from nixdrift.live.mounts import Mount, MountsLive, Swap, declared_device
 from nixdrift.models import Category, Section
 from nixdrift.rootfs import Root
@@ -105,7 +105,7 @@ def _read(root: Root, path: str) -> str | OSError:
         return exc
 
 
-def capture(root: Root, declared: DeclaredState) -> Section[MountsLive]:
+def capture(root: Root, declared: MountNeeds) -> Section[MountsLive]:
     text = _read(root, HOST_MOUNTINFO) if root.is_live else None
     if not isinstance(text, str):
         text = _read(root, MOUNTINFO)

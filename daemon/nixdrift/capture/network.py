@@ -9,7 +9,6 @@ from __future__ import annotations
 import socket
 
 from nixdrift.capture.parsed import reason
-from nixdrift.declared.model import DeclaredState
 from nixdrift.live.network import HOSTNAME, KERNEL_HOSTNAME, RESOLV_CONF, NetworkLive, Resolver
 from nixdrift.models import Category, Section
 from nixdrift.rootfs import Root
@@ -78,7 +77,7 @@ def _first_word(text: str | None) -> str | None:
     return ""
 
 
-def capture(root: Root, declared: DeclaredState) -> Section[NetworkLive]:
+def capture(root: Root, declared: object) -> Section[NetworkLive]:
     try:
         hostname_text = _read(root, HOSTNAME)
         kernel = socket.gethostname() if root.is_live else _first_word(_read(root, KERNEL_HOSTNAME))

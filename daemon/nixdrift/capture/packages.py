@@ -18,8 +18,9 @@ from collections.abc import Iterator
 
 from nixdrift.capture.accounts import parse_passwd
 from nixdrift.capture.manifests import read_manifest_json, read_manifest_nix
+from nixdrift.capture.needs import PackageNeeds
 from nixdrift.capture.parsed import reason
-from nixdrift.declared.model import DeclaredPackage, DeclaredState
+from nixdrift.declared.model import DeclaredPackage
 from nixdrift.live.packages import LivePackages, Profile, ProfileTool, SeenPaths, store_path_of
 from nixdrift.models import Category, Section
 from nixdrift.rootfs import Root
@@ -101,7 +102,7 @@ def _environment_paths(root: Root, envs: list[str], wanted: list[DeclaredPackage
     return seen.paths, True
 
 
-def _system(root: Root, declared: DeclaredState) -> tuple[str | None, frozenset[str] | None, bool]:
+def _system(root: Root, declared: PackageNeeds) -> tuple[str | None, frozenset[str] | None, bool]:
     current = store_path_of(root.resolve("/run/current-system"))
     if current is None or not root.open_path(CURRENT_SW).is_dir():
         return current, None, False
@@ -221,7 +222,7 @@ def _read_profile(root: Root, path: str, owner: str | None) -> tuple[Profile | N
     return None, ()  # no manifest: not a package profile (home-manager, a system profile)
 
 
-def capture(root: Root, declared: DeclaredState) -> Section[LivePackages]:
+def capture(root: Root, declared: PackageNeeds) -> Section[LivePackages]:
     try:
         return _capture(root, declared)
     except OSError as exc:  # a link loop on the way to the system or a profile: one line, not a traceback
@@ -229,7 +230,7 @@ def capture(root: Root, declared: DeclaredState) -> Section[LivePackages]:
         return Section.missing(Category.PACKAGES, why)
 
 
-def _capture(root: Root, declared: DeclaredState) -> Section[LivePackages]:
+def _capture(root: Root, declared: PackageNeeds) -> Section[LivePackages]:
     current, system_paths, complete = _system(root, declared)
     if current is None and not root.open_path(PROFILES).is_dir():
         return Section.missing(Category.PACKAGES, f"neither /run/current-system nor {PROFILES} exists: not a Nix host")

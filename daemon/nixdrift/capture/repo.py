@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from nixdrift.declared.model import DeclaredState
+from nixdrift.capture.needs import FlakeNeeds
 from nixdrift.flakeref import FlakeRef
 from nixdrift.live.repo import Change, FileChange, LiveRepo
 from nixdrift.models import Category, Section
@@ -52,7 +52,7 @@ def _upstream(repo: Any) -> tuple[str | None, str | None, int, bool]:
     return branch.name, tracking.name, ahead, False
 
 
-def capture(root: Root, declared: DeclaredState) -> Section[LiveRepo]:
+def capture(root: Root, declared: FlakeNeeds) -> Section[LiveRepo]:
     reference = declared.flake.reference
     directory = FlakeRef.parse(reference).local_flake_dir()
     if directory is None:

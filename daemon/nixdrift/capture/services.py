@@ -13,10 +13,10 @@ import logging
 from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
 
+from nixdrift.capture.needs import ClosureUnits, Toplevel
 from nixdrift.capture.unitfiles import read_unit_file, scan_unit_dir
 from nixdrift.capture.unitfiles import with_digests as _with_digests
 from nixdrift.capture.units_dbus import DBUS_ERRORS, dump_units_json, parse_units_json, read_units
-from nixdrift.declared.model import DeclaredState
 from nixdrift.live.services import (
     ETC_UNITS,
     MANAGED_PREFIXES,
@@ -45,7 +45,7 @@ UNITS_JSON = "units.json"
 NO_RUNTIME = "systemd's unit state cannot be read"
 
 
-def closure_host_dir(declared: DeclaredState) -> str | None:
+def closure_host_dir(declared: Toplevel) -> str | None:
     return f"{declared.toplevel}/etc/systemd/system" if declared.toplevel else None
 
 
@@ -105,7 +105,7 @@ def _read_files(root: Root, groups: Mapping[str, Iterable[str]]) -> tuple[dict[s
     return files, problems
 
 
-def _files_to_read(declared: DeclaredState, live: ServicesLive) -> tuple[dict[str, list[str]], dict[str, list[str]]]:
+def _files_to_read(declared: ClosureUnits, live: ServicesLive) -> tuple[dict[str, list[str]], dict[str, list[str]]]:
     """Which closure units and which live files the comparators need parsed (and no more)."""
     shipped = live.closure_units()
     wanted = {u.unit for u in declared.units.values() if u.enable and (u.wanted_by or u.required_by)}
@@ -124,7 +124,7 @@ def _files_to_read(declared: DeclaredState, live: ServicesLive) -> tuple[dict[st
     return closure_groups, live_groups
 
 
-def capture(root: Root, declared: DeclaredState) -> Section[ServicesLive]:
+def capture(root: Root, declared: ClosureUnits) -> Section[ServicesLive]:
     host_dir = closure_host_dir(declared)
     closure = scan_unit_dir(root, host_dir, digests=False) if host_dir else None
     if closure is None:

@@ -14,7 +14,6 @@ from typing import TypeVar
 from nixdrift import layout
 from nixdrift.capture import accounts
 from nixdrift.capture.parsed import reason
-from nixdrift.declared.model import DeclaredState
 from nixdrift.live.users import UsersLive
 from nixdrift.models import Category, Section
 from nixdrift.rootfs import Root
@@ -63,7 +62,7 @@ def _parsed(
     return records
 
 
-def capture(root: Root, declared: DeclaredState) -> Section[UsersLive]:
+def capture(root: Root, declared: object) -> Section[UsersLive]:
     problems: list[str] = []
     passwd = _parsed(root, accounts.PASSWD, accounts.parse_passwd, problems)
     group = _parsed(root, accounts.GROUP, accounts.parse_group, problems)
