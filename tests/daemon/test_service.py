@@ -151,6 +151,7 @@ def test_sighup_reloads_config(tmp_path: Path) -> None:
     d = make_daemon(tmp_path, "alertThreshold: critical\n").start()
     d.wait_ready()
     d.host.etc("quiet.conf").write_text("x\n")  # medium: below the threshold, no alert
+    wait_for(lambda: _recorded_new(d, "/etc/quiet.conf"), 20, "quiet.conf recorded before the reload")
     d.config.write_text("alertThreshold: low\n")
     d.proc.send_signal(signal.SIGHUP)  # type: ignore[union-attr]
     d.wait_log("reloading")

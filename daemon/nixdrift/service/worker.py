@@ -349,9 +349,9 @@ class Worker:
         of activity: a storm of events is a storm of captures, not of report files."""
         was = self._due or (False, False)
         self._due = (was[0] or full, was[1] or changed)
-        if now:
+        if now:  # otherwise the worker loop publishes, once this scan's capture has been let go
             self._published_at = float("-inf")
-        self.publish_due()
+            self.publish_due()
 
     def publish_due(self) -> float | None:
         """Publish what waits if its time has come; else seconds until it has (None: nothing waits)."""
