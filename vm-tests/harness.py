@@ -209,11 +209,16 @@ def boot(rootfs: Path, disk: Path, work: Path) -> tuple[subprocess.Popen[bytes],
 def unexplained_alerts(machine: Machine, explained: set[str], since: int) -> list[str]:
     """Every `new` alert since a time whose id no scenario step explains, with its message."""
     out = machine.succeed(
-        f"journalctl --no-pager --since @{since} -o json --output-fields=NIXDRIFT_ID,MESSAGE "
+        f"journalctl --no-pager --since @{since} -o json --output-fields=NIXDRIFT_ID,NIXDRIFT_COUNT,MESSAGE "
         "SYSLOG_IDENTIFIER=nixdrift NIXDRIFT_EVENT=new"
     )
     entries = [json.loads(line) for line in out.splitlines() if line.strip()]
-    return sorted({f"{e['NIXDRIFT_ID']}: {e.get('MESSAGE', '')}" for e in entries if e["NIXDRIFT_ID"] not in explained})
+    # a burst is one alert with NIXDRIFT_COUNT and no NIXDRIFT_ID (its findings are in the history)
+    return sorted(
+        f"{e.get('NIXDRIFT_ID') or 'burst of ' + str(e.get('NIXDRIFT_COUNT', '?'))}: {e.get('MESSAGE', '')}"
+        for e in entries
+        if e.get("NIXDRIFT_ID") not in explained
+    )
 
 
 def save_journal(machine: Machine, work: Path) -> Path:
