@@ -10,9 +10,7 @@ import os
 from pathlib import Path
 
 from nixdrift.capture.needs import ClosureUnits, Toplevel
-from nixdrift.live.services import (
-    UNIT_SUFFIXES,
-)
+from nixdrift.live.services import UNIT_SUFFIXES
 from nixdrift.rootfs import Root
 
 
