@@ -179,15 +179,34 @@ def _pipelined(conn: Connection, requests: Iterable[tuple[Any, Message]], deadli
 
 def wanted(unit: RuntimeUnit) -> tuple[str, ...]:
     """The properties worth a round trip for this unit: none for units systemd could not find or
-    for devices (kernel state, never a file); ConditionResult only explains an inactive unit."""
+    for devices (kernel state, never a file); ConditionResult only explains an inactive unit; when a
+    unit someone could start became active, to tell whether that was after boot."""
     if unit.load_state == "not-found" or unit.unit.endswith(".device"):
         return ()
     if unit.active_state == "inactive":
         return PROPERTIES
     if unit.is_active and unit.unit.endswith(STARTABLE_SUFFIXES):
-        bus = (BUS_NAME_PROPERTY,) if unit.unit.endswith(".service") else ()
-        return (*PROPERTIES[:-1], *ORIGIN, *bus)
+        return (*PROPERTIES[:-1], ACTIVE_ENTER)
     return PROPERTIES[:-1]
+
+
+def origin_wanted(unit: RuntimeUnit, after_boot: bool | None) -> tuple[str, ...]:
+    """Who pulls it in, asked only of a unit that became active after boot: during boot the boot
+    transaction started it, so the answer would change nothing, and a slow bus (a TCG guest
+    answers a few hundred requests a second) need not carry a dozen requests per running unit."""
+    if not (after_boot and unit.is_active and unit.unit.endswith(STARTABLE_SUFFIXES)):
+        return ()
+    return (*PULLED_BY, *((BUS_NAME_PROPERTY,) if unit.unit.endswith(".service") else ()))
+
+
+def _answers(replies: dict[Any, Message], index: int, props: Iterable[str]) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for prop in props:
+        reply = replies.get((index, prop))
+        # An error reply means the unit went away meanwhile: keep what ListUnits said.
+        if reply is not None and reply.header.message_type is MessageType.method_return:
+            out[prop] = decode_property(prop, reply.body)
+    return out
 
 
 def query_units(conn: Connection, timeout: float = TIMEOUT) -> tuple[RuntimeUnit, ...]:
@@ -210,15 +229,24 @@ def query_units(conn: Connection, timeout: float = TIMEOUT) -> tuple[RuntimeUnit
         if boot is not None and boot.header.message_type is MessageType.method_return
         else None
     )
-    out: list[RuntimeUnit] = []
-    for index, (unit, _path) in enumerate(units):
-        props: dict[str, Any] = {}
-        for prop in wanted(unit):
-            reply = replies.get((index, prop))
-            # An error reply means the unit went away meanwhile: keep what ListUnits said.
-            if reply is not None and reply.header.message_type is MessageType.method_return:
-                props[prop] = decode_property(prop, reply.body)
-        out.append(with_properties(unit, props, boot_finished))
+    props = [_answers(replies, index, wanted(unit)) for index, (unit, _path) in enumerate(units)]
+    origins = {
+        index: origin_wanted(unit, after_boot_of(props[index].get(ACTIVE_ENTER), boot_finished))
+        for index, (unit, _path) in enumerate(units)
+    }
+    second = _pipelined(
+        conn,
+        [
+            ((index, prop), property_message(units[index][1], prop))
+            for index, names in origins.items()
+            for prop in names
+        ],
+        deadline,
+    )
+    out = [
+        with_properties(unit, {**props[index], **_answers(second, index, origins[index])}, boot_finished)
+        for index, (unit, _path) in enumerate(units)
+    ]
     return tuple(sorted(out, key=lambda u: u.unit))
 
 
