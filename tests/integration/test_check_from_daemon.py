@@ -215,3 +215,30 @@ def test_a_stale_state_means_a_scan(setup: Setup) -> None:
     tolerant = live_check(setup, "--max-age", "10000")
     assert HEADER.search(tolerant.stderr), tolerant.stderr
     assert "etc/after-daemon.conf" not in ids(tolerant)
+
+
+def test_a_state_directory_this_user_cannot_read_means_a_scan(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """`nixdrift check` as a user other than root on a host whose daemon keeps its state 0700."""
+    import argparse
+
+    from nixdrift import config
+    from nixdrift.commands import check
+    from nixdrift.commands.common import Target
+    from nixdrift.policy import Policy
+    from nixdrift.rootfs import Root
+
+    state = tmp_path / "private" / "state"
+    state.mkdir(parents=True)
+    (state / "history.db").write_bytes(b"")
+    (tmp_path / "private").chmod(0o700)
+    args = argparse.Namespace(fresh=False, max_age=3600.0, state_dir=str(state))
+    target = Target(config.Config(), Root(), "/etc/nixos", "web1", Policy())
+    os.seteuid(65534)
+    try:
+        answer = check._from_daemon(args, target)
+    finally:
+        os.seteuid(0)
+    assert answer is None
+    assert f"the daemon's state in {state} cannot be read (Permission denied): scanning" in capsys.readouterr().err

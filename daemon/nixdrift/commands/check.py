@@ -97,7 +97,13 @@ def _from_daemon(args: argparse.Namespace, target: Target) -> tuple[Report, str]
     from nixdrift.service.history import stored_report
 
     state = Path(args.state_dir or target.cfg.state_dir or DEFAULT_STATE_DIR)
-    found = stored_report(state, args.max_age)
+    try:
+        found = stored_report(state, args.max_age)
+    except OSError as exc:  # a state directory this user may not read (the daemon's is root's): scan
+        print(
+            f"nixdrift: the daemon's state in {state} cannot be read ({exc.strerror or exc}): scanning", file=sys.stderr
+        )
+        return None
     if found is None:
         return None
     if (found.host, found.flake.reference) != (target.host, target.flake):
