@@ -39,7 +39,7 @@ def test_every_scenario_step_reaches_journald_and_the_report() -> None:
     output = proc.stdout + proc.stderr
     print(output)
     assert proc.returncode == 0, output[-20000:]
-    assert "scenario: the report lists all 9 findings" in output  # 8 alerts and the auto-remediation
+    assert "scenario: the report lists all 10 findings" in output  # 9 alerts and the auto-remediation
     assert "reverted by autoRemediate: restored within" in output
 
 
