@@ -14,6 +14,12 @@ it must be a regular file (a FIFO or a device is refused before it is opened), i
 root (or in the local store, see above) once open, and it is read to at most MAX_READ bytes. Under
 `--root`, a file of the running kernel (procfs, sysfs) is refused: it describes this machine, not
 the root. A refusal is an `UnsafeRead`, an OSError, so a collector's usual handling applies.
+
+A collector that reads hundreds of files works on `root.for_scan()`: the same root with a memo of
+what it looked up (links, resolved directories, the root's own real path, the kernel's devices)
+that lives as long as that one value, i.e. one capture. The memo saves the lookups only: every
+open is still checked on its descriptor (regular file, below the root, no kernel file), so a link
+swapped in during the scan is refused as before.
 """
 
 from __future__ import annotations
@@ -123,14 +129,32 @@ _STORE_LINKS_MAX = 200_000
 _STORE_PARENTS = frozenset(("/nix", STORE))  # walked through on every store path
 
 
+class _ScanMemo:
+    """What one scan looked up below its root (see `Root.for_scan`); never outlives the scan."""
+
+    __slots__ = ("kernel", "links", "reals", "resolved", "tops")
+
+    def __init__(self) -> None:
+        self.links: dict[str, str | None] = {}  # host path -> link target, "" absent, None no link
+        self.reals: dict[str, str] = {}  # store host path -> where it is read on this machine
+        self.resolved: dict[str, tuple[str, int]] = {}  # path as asked -> (resolved, links followed)
+        self.tops: dict[bool, tuple[str, ...]] = {}  # in the store or not -> real paths it may lie below
+        self.kernel: frozenset[int] | None = None
+
+
 @dataclass(frozen=True, slots=True)
 class Root:
     prefix: Path = Path("/")
     _base: str = field(default="", compare=False, repr=False)  # prefix as a string, "" for "/"
+    _memo: _ScanMemo | None = field(default=None, compare=False, repr=False)
 
     def __post_init__(self) -> None:
         base = str(self.prefix).rstrip("/")
         object.__setattr__(self, "_base", base)
+
+    def for_scan(self) -> Root:
+        """This root with a fresh memo of its look-ups, for one capture (see the module's docstring)."""
+        return Root(self.prefix, _memo=_ScanMemo())
 
     @classmethod
     def of(cls, path: str | os.PathLike[str] | None) -> Root:
@@ -164,11 +188,30 @@ class Root:
         return f"{self._base}/{rel}" if rel else (self._base or "/")
 
     def _real(self, host_path: str) -> str:
+        if not (self._base and (host_path == STORE or host_path.startswith(STORE + "/"))):
+            return self._below(host_path)
+        memo = self._memo
+        if memo is not None and (known := memo.reals.get(host_path)) is not None:
+            return known
+        found = self._lstat(host_path)
+        return found[0] if found is not None else self._below(host_path)
+
+    def _lstat(self, host_path: str) -> tuple[str, os.stat_result] | None:
+        """Where a host path is read here (below the prefix; a store path absent there from the
+        local store) and its lstat; None when it exists in neither."""
         below = self._below(host_path)
         in_store = host_path == STORE or host_path.startswith(STORE + "/")
-        if self._base and in_store and not os.path.lexists(below) and os.path.lexists(host_path):
-            return host_path
-        return below
+        memo = self._memo
+        known = memo.reals.get(host_path) if memo is not None and in_store else None
+        for real in (known,) if known is not None else (below, host_path) if self._base and in_store else (below,):
+            try:
+                st = os.lstat(real)
+            except OSError:
+                continue
+            if memo is not None and in_store:
+                memo.reals[host_path] = real
+            return real, st
+        return None
 
     def _link(self, host_path: str) -> str | None:
         """The target of host_path when it is a symlink; "" when it does not exist; None otherwise."""
@@ -176,45 +219,68 @@ class Root:
         key = (self._base, host_path)
         if in_store and key in _STORE_LINKS:
             return _STORE_LINKS[key]
-        real = self._real(host_path)
-        try:
-            st = os.lstat(real)
-        except OSError:
-            return ""
-        target = os.readlink(real) if stat.S_ISLNK(st.st_mode) else None
-        if in_store and len(_STORE_LINKS) < _STORE_LINKS_MAX:
+        memo = self._memo
+        if memo is not None and host_path in memo.links:
+            return memo.links[host_path]
+        found = self._lstat(host_path)
+        if found is None:
+            target: str | None = ""
+        else:
+            target = os.readlink(found[0]) if stat.S_ISLNK(found[1].st_mode) else None
+        if in_store and target != "" and len(_STORE_LINKS) < _STORE_LINKS_MAX:
             _STORE_LINKS[key] = target
+        elif memo is not None:
+            memo.links[host_path] = target
         return target
 
     def resolve(self, abs_path: str) -> str:
         """Resolve symlinks as the host would, returning the final *host* path.
 
         Each component is looked up below the prefix; absolute link targets restart at the
-        prefix. Missing components are kept as they are (like `realpath -m`).
+        prefix. Missing components are kept as they are (like `realpath -m`). With a scan's memo,
+        the walk starts from the longest prefix of `abs_path` resolved before in this scan.
         """
+        memo = self._memo
+        if memo is not None and (known := memo.resolved.get(abs_path)) is not None:
+            return known[0] or "/"
         parts = [p for p in abs_path.split("/") if p]
-        parts.reverse()  # a stack: the next component is at the end
-        current = ""
-        hops = 0
-        while parts:
-            part = parts.pop()
-            if part == ".":
-                continue
+        current, hops, done = "", 0, 0
+        if memo is not None:
+            for n in range(len(parts), 0, -1):
+                hit = memo.resolved.get("/" + "/".join(parts[:n]))
+                if hit is not None:
+                    (current, hops), done = hit, n
+                    break
+        stack = parts[done:]
+        stack.reverse()  # the next component is at the end; link targets are pushed above the rest
+        rest = len(stack)  # components of abs_path itself still on the stack
+        while stack:
+            part = stack.pop()
+            rest = min(rest, len(stack))
             if part == "..":
                 current = current.rsplit("/", 1)[0]
-                continue
-            candidate = f"{current}/{part}"
-            target = self._link(candidate)
-            if target:
-                hops += 1
-                if hops > _MAX_LINKS:
-                    raise OSError(f"too many levels of symbolic links: {abs_path}")
-                if target.startswith("/"):
-                    current = ""
-                parts.extend(reversed([p for p in target.split("/") if p]))
-                continue
-            current = candidate
+            elif part != ".":
+                candidate = f"{current}/{part}"
+                target = self._link(candidate)
+                if target:
+                    hops += 1
+                    if hops > _MAX_LINKS:
+                        raise OSError(f"too many levels of symbolic links: {abs_path}")
+                    if target.startswith("/"):
+                        current = ""
+                    stack.extend(reversed([p for p in target.split("/") if p]))
+                else:
+                    current = candidate
+            if memo is not None and len(stack) == rest:  # a prefix of abs_path is resolved
+                memo.resolved["/" + "/".join(parts[: len(parts) - rest])] = (current, hops)
         return current or "/"
+
+    def _locate(self, abs_path: str) -> str:
+        return self._real(self.resolve(abs_path))
+
+    def stat(self, abs_path: str) -> os.stat_result:
+        """A host path's stat, its links resolved below the root (`open_path(...).stat()`)."""
+        return os.stat(self._locate(abs_path))
 
     def real(self, host_path: str) -> Path:
         """Where a host path (already resolved or not) lives on this machine."""
@@ -222,7 +288,7 @@ class Root:
 
     def open_path(self, abs_path: str) -> Path:
         """The on-disk location of a host path after resolving all its symlinks."""
-        return self.real(self.resolve(abs_path))
+        return Path(self._locate(abs_path))
 
     def readlink(self, abs_path: str) -> str | None:
         """A symlink's target as the host sees it, or None when it is not a symlink."""
@@ -241,15 +307,25 @@ class Root:
 
     def _confine(self, fd: int, st: os.stat_result, real: str, shown: str) -> None:
         """Under `--root`: the open file lies below the root (or in the local store) and is no kernel file."""
-        if st.st_dev in _kernel_devices():
+        memo = self._memo
+        kernel = memo.kernel if memo is not None else None
+        if kernel is None:
+            kernel = _kernel_devices()
+            if memo is not None:
+                memo.kernel = kernel
+        if st.st_dev in kernel:
             raise UnsafeRead(errno.EPERM, "a file of the running kernel (procfs or sysfs), not of the root", shown)
         try:
             opened = os.readlink(f"/proc/self/fd/{fd}")
         except OSError:  # no /proc: the path as resolved, with its directories' links followed
             opened = os.path.realpath(real)
-        tops = [os.path.realpath(self.prefix)]
-        if real == STORE or real.startswith(STORE + "/"):
-            tops.append(os.path.realpath(STORE))  # a store path absent below the root: the local store
+        in_store = real == STORE or real.startswith(STORE + "/")
+        tops = memo.tops.get(in_store) if memo is not None else None
+        if tops is None:
+            # a store path absent below the root is read from the local store
+            tops = (os.path.realpath(self.prefix), *((os.path.realpath(STORE),) if in_store else ()))
+            if memo is not None:
+                memo.tops[in_store] = tops
         if not any(_inside(opened, top) for top in tops):
             raise UnsafeRead(errno.EPERM, f"leads outside the root (to {opened})", shown)
 

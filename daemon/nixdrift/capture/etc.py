@@ -166,6 +166,12 @@ def _link_target(path: str, host: str, rel: str) -> str:
 def _closure_entries(root: Root, tree: Path, host: str, problems: list[str]) -> dict[str, ClosureEntry]:
     """Every entry setup-etc.pl would install: links, and anything with a `.mode` sidecar."""
     listed = {rel: (entry.path, entry.is_symlink()) for rel, entry in _walk(tree, host, problems)}
+    return closure_of(root, tree, host, listed)
+
+
+def closure_of(root: Root, tree: Path, host: str, listed: Mapping[str, tuple[str, bool]]) -> dict[str, ClosureEntry]:
+    """The closure entries of a listing of the reference tree (rel -> (path, is a symlink)), sidecars
+    included in it: the full walk's, or the few a realtime event names (capture.etc_paths)."""
     owners: _Owners | None = None
     out: dict[str, ClosureEntry] = {}
     for rel, (path, is_link) in listed.items():
@@ -369,6 +375,7 @@ def _link(root: Root, path: str) -> str | None:
 
 
 def capture(root: Root, declared: EtcNeeds) -> Section[EtcLive]:
+    root = root.for_scan()  # each managed copy's store source is resolved through the same links
     etc = root.path("/etc")
     if not etc.is_dir() or etc.is_symlink():
         return Section.missing(Category.ETC, "/etc is not a directory below the root")

@@ -125,6 +125,7 @@ def _files_to_read(declared: ClosureUnits, live: ServicesLive) -> tuple[dict[str
 
 
 def capture(root: Root, declared: ClosureUnits) -> Section[ServicesLive]:
+    root = root.for_scan()  # a thousand units resolve the same directories: looked up once per capture
     host_dir = closure_host_dir(declared)
     closure = scan_unit_dir(root, host_dir, digests=False) if host_dir else None
     if closure is None:

@@ -47,18 +47,23 @@ def readlink(root: Root, host_path: str) -> str:
     """A link's target ("" for no link), with the links in its parent directories followed first
     (a closure's etc/systemd/system is itself reached through links)."""
     parent, _, name = host_path.rpartition("/")
+    return _readlink_in(os.fspath(root.open_path(parent or "/")), name)
+
+
+def _readlink_in(real_dir: str, name: str) -> str:
+    """The target of `name` in a directory already located on this machine ("" for no link)."""
     try:
-        return os.readlink(root.open_path(parent or "/") / name)
+        return os.readlink(os.path.join(real_dir, name))
     except OSError:
         return ""
 
 
-def _top_entry(root: Root, host_path: str, rel: str, digests: bool) -> UnitEntry:
-    target = readlink(root, host_path)
+def _top_entry(root: Root, real_dir: str, host_path: str, rel: str, digests: bool) -> UnitEntry:
+    target = _readlink_in(real_dir, rel)
     if target and root.resolve(host_path) == NULL:
         return UnitEntry(rel, EntryKind.MASK, host_path, target)
     try:
-        empty = root.open_path(host_path).stat().st_size == 0
+        empty = root.stat(host_path).st_size == 0
     except OSError:
         empty = False  # a dangling link: systemd ignores it, keep it as a unit for the record
     if empty and not target:
@@ -66,7 +71,7 @@ def _top_entry(root: Root, host_path: str, rel: str, digests: bool) -> UnitEntry
     return UnitEntry(rel, EntryKind.UNIT, host_path, target, digest_of(root, host_path) if digests else "")
 
 
-def _list(path: os.PathLike[str] | str) -> list[str]:
+def _list(path: str) -> list[str]:
     try:
         return sorted(os.listdir(path))
     except OSError:
@@ -74,26 +79,29 @@ def _list(path: os.PathLike[str] | str) -> list[str]:
 
 
 def scan_unit_dir(root: Root, host_dir: str, digests: bool = True) -> UnitDir | None:
-    """What a unit directory holds, or None when it does not exist (or is no directory)."""
-    real = root.open_path(host_dir)
-    if not real.is_dir():
+    """What a unit directory holds, or None when it does not exist (or is no directory).
+
+    Each directory is located once (its links resolved below the root) and its entries' links read
+    there: a closure's directory holds a thousand of them."""
+    real = os.fspath(root.open_path(host_dir))
+    if not os.path.isdir(real):
         return None
     entries: list[UnitEntry] = []
     for name in _list(real):
         host_path = f"{host_dir}/{name}"
         if is_unit_name(name):
-            entries.append(_top_entry(root, host_path, name, digests))
+            entries.append(_top_entry(root, real, host_path, name, digests))
         elif name.endswith(LINK_DIR_SUFFIXES) or name.endswith(DROPIN_DIR_SUFFIX):
-            sub = root.open_path(host_path)
+            sub = os.fspath(root.open_path(host_path))
             is_dropin = name.endswith(DROPIN_DIR_SUFFIX)
-            for child in _list(sub) if sub.is_dir() else []:
+            for child in _list(sub) if os.path.isdir(sub) else []:
                 child_path = f"{host_path}/{child}"
                 rel = f"{name}/{child}"
                 if is_dropin and child.endswith(".conf"):
                     digest = digest_of(root, child_path) if digests else ""
-                    entries.append(UnitEntry(rel, EntryKind.DROPIN, child_path, readlink(root, child_path), digest))
+                    entries.append(UnitEntry(rel, EntryKind.DROPIN, child_path, _readlink_in(sub, child), digest))
                 elif not is_dropin and is_unit_name(child):
-                    entries.append(UnitEntry(rel, EntryKind.LINK, child_path, readlink(root, child_path)))
+                    entries.append(UnitEntry(rel, EntryKind.LINK, child_path, _readlink_in(sub, child)))
     return UnitDir(host_dir, tuple(entries))
 
 
