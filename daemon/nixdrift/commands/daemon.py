@@ -56,7 +56,9 @@ def run(args: argparse.Namespace) -> int:
     if cfg.kube.enable:  # the cluster's checks run beside the host's, on their own thread and intervals
         from nixdrift.kube.schedule import start_from_config
 
-        kube_checks = start_from_config(cfg, state_dir(args, cfg))
+        kube_checks = start_from_config(
+            cfg, state_dir(args, cfg), store=service.store, deliver=service.worker.deliver
+        )  # the host's history and alert outbox
     try:
         return service.run()
     finally:

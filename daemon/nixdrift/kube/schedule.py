@@ -9,7 +9,9 @@ from overlapping the next (a run that finds it held is skipped and counted). A c
 finding (`kube-checks/<check>/failed|overrun`) and a metric, so drift that goes unseen is seen.
 
 The latest findings of every category are kept between runs, so each report shows the whole
-cluster, however recently each part was looked at.
+cluster, however recently each part was looked at. In the daemon they go through the host's
+history (`service.tracker.Tracker` on the same SQLite database): first/last seen, counts,
+escalation of repeated drift, acceptances, events and the journald alert outbox are the host's.
 """
 
 from __future__ import annotations
@@ -22,11 +24,15 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from nixdrift.kube.rules import kfinding
 from nixdrift.kube.scan import KubeOptions, now_iso, scan
-from nixdrift.models import Category, Finding, FlakeInfo, Generations, Kind, Report, sort_findings
+from nixdrift.models import Category, Finding, FlakeInfo, Generations, Kind, Report, Section, sort_findings
+
+if TYPE_CHECKING:
+    from nixdrift.service.history import Store
+    from nixdrift.service.tracker import Tracker
 
 log = logging.getLogger(__name__)
 
@@ -63,9 +69,18 @@ class KubeScheduler:
     last_report: Report | None = None
     history_path: Path | None = None  # first/last seen and count of each finding, kept across restarts
     _seen: dict[str, tuple[str, str, int]] = field(default_factory=dict)  # id -> first, last, count
+    # the daemon's history database: findings, events and alerts as the host's (then history_path is unused)
+    store: Store | None = None
+    deliver: Callable[[], int] | None = None  # sends the alerts the tracker queued (the worker's outbox)
+    _tracker: Tracker | None = None
 
     def __post_init__(self) -> None:
-        self._seen = load_history(self.history_path)
+        if self.store is not None:
+            from nixdrift.service.tracker import Tracker
+
+            self._tracker = Tracker(self.store, self.opts.policy.threshold, kube=True)
+        else:
+            self._seen = load_history(self.history_path)
 
     def due(self, now: float) -> list[str]:
         return sorted(name for name in self.intervals if self._next.get(name, float("-inf")) <= now)
@@ -165,9 +180,12 @@ class KubeScheduler:
 
     def _combined(self, report: Report | None) -> Report:
         findings = [f for _s, fs in self._latest.values() for f in fs] + list(self._meta.values())
-        findings = self._remember(findings)
         categories = {c: s for c, (s, _f) in self._latest.items()}
         categories[Category.KUBE_CHECKS] = "drift" if self._meta else "ok"
+        if self._tracker is not None:
+            findings, categories = self._track(findings, categories)
+        else:
+            findings = self._remember(findings)
         base = report or self.last_report
         return Report(
             host=base.host if base else (self.opts.cluster_name or "cluster"),
@@ -179,6 +197,32 @@ class KubeScheduler:
             threshold=self.opts.policy.threshold,
             problems=base.problems if base else (),
         )
+
+    def _track(
+        self, findings: list[Finding], categories: dict[Category, str]
+    ) -> tuple[list[Finding], dict[Category, str]]:
+        """Record the run in the history database as the host's scans are (a category not read keeps
+        its findings), then send the alerts it queued."""
+        tracker = self._tracker
+        assert tracker is not None
+        sections: dict[Category, Section[Any]] = {
+            c: Section(c, None, unavailable=s.removeprefix("unavailable: ") if s.startswith("unavailable") else None)
+            for c, s in categories.items()
+        }
+        tracker.threshold = self.opts.policy.threshold
+        try:
+            tracker.reconcile(sections, findings)
+        except Exception:  # the report still goes out; the history catches up at the next run
+            log.exception("kube: recording the cluster's findings in the history failed")
+            tracker.reload()
+            return findings, categories
+        if self.deliver is not None:
+            try:
+                self.deliver()
+            except Exception:  # the outbox keeps them: the next delivery sends them
+                log.exception("kube: delivering the cluster's alerts failed")
+        status = {c: s if s.startswith("unavailable") else tracker.status.get(c, s) for c, s in categories.items()}
+        return tracker.current(), status
 
     def _remember(self, findings: list[Finding]) -> list[Finding]:
         """Each finding with when it was first and last seen and in how many runs; ids gone are forgotten."""
@@ -276,9 +320,12 @@ def write_outputs(report: Report, scheduler: KubeScheduler, out: Path) -> None:
     atomic_write(out / "nixdrift-kube.prom", prom.encode(), 0o644)
 
 
-def start_from_config(cfg: Any, state_dir: Path) -> KubeScheduler | None:
+def start_from_config(
+    cfg: Any, state_dir: Path, *, store: Store | None = None, deliver: Callable[[], int] | None = None
+) -> KubeScheduler | None:
     """The daemon's cluster checks, when `kube.enable` is set: reports in <reportDir|stateDir>/kube,
-    and PolicyReports/Reports (as `reportFormat` says) when `kubernetes.enable` is set too."""
+    and PolicyReports/Reports (as `reportFormat` says) when `kubernetes.enable` is set too. With the
+    daemon's `store` (and its `deliver`), findings go into its history and alert through journald."""
     kube = cfg.kube
     if not kube.enable:
         return None
@@ -303,7 +350,12 @@ def start_from_config(cfg: Any, state_dir: Path) -> KubeScheduler | None:
     )
     out = Path(cfg.report_dir or state_dir) / "kube"
     scheduler = KubeScheduler(
-        opts=opts, intervals=dict(kube.intervals), api=api, history_path=Path(state_dir) / "kube-history.json"
+        opts=opts,
+        intervals=dict(kube.intervals),
+        api=api,
+        history_path=Path(state_dir) / "kube-history.json",
+        store=store,
+        deliver=deliver,
     )
 
     publisher: list[Any] = []  # the fleet cluster's client, made when first needed

@@ -96,10 +96,11 @@ class Outcome:
 
 
 class Tracker:
-    def __init__(self, store: Store, threshold: Severity) -> None:
+    def __init__(self, store: Store, threshold: Severity, *, kube: bool = False) -> None:
         self.store = store
         self.threshold = threshold
-        self.active: dict[str, Finding] = store.active()
+        self.kube = kube  # which family this tracker keeps (one database holds a host's and a cluster's)
+        self.active: dict[str, Finding] = self._mine(store.active())
         self.status: dict[Category, str] = {}
         self.problems: dict[Category, tuple[str, ...]] = {}
         self._failed: set[Category] = set()
@@ -110,9 +111,12 @@ class Tracker:
 
     def reload(self) -> None:
         """Back to what the database holds (after a write failed part-way)."""
-        self.active = self.store.active()
+        self.active = self._mine(self.store.active())
         self._basis.clear()
         self.counts = self._count()
+
+    def _mine(self, findings: dict[str, Finding]) -> dict[str, Finding]:
+        return {i: f for i, f in findings.items() if f.category.is_kube is self.kube}
 
     def reconcile(
         self,

@@ -135,6 +135,7 @@ class Worker:
         self._due: tuple[bool, bool] | None = None  # a publication waiting: (full, changed)
         self._published_at = float("-inf")
         self._retry_lock = threading.Lock()
+        self._deliver_lock = threading.Lock()  # the cluster checks deliver from their own thread too
         self._kube: Any = None
         self._thread: threading.Thread | None = None
 
@@ -332,16 +333,17 @@ class Worker:
         """Send the alerts recorded but not yet delivered (this scan's, or a previous life's), oldest
         first, marking each batch delivered once sent; returns how many went out."""
         sent = 0
-        while batch := self.store.undelivered(DELIVER_BATCH):
-            for _seq, body in batch:
-                try:
-                    alert = Alert.from_json(json.loads(body))
-                except (ValueError, KeyError, TypeError) as exc:
-                    log.error("an alert in the outbox cannot be read (%s); skipped: %.200s", exc, body)
-                    continue
-                self.journal.send(alert)
-            self.store.delivered(seq for seq, _body in batch)
-            sent += len(batch)
+        with self._deliver_lock:
+            while batch := self.store.undelivered(DELIVER_BATCH):
+                for _seq, body in batch:
+                    try:
+                        alert = Alert.from_json(json.loads(body))
+                    except (ValueError, KeyError, TypeError) as exc:
+                        log.error("an alert in the outbox cannot be read (%s); skipped: %.200s", exc, body)
+                        continue
+                    self.journal.send(alert)
+                self.store.delivered(seq for seq, _body in batch)
+                sent += len(batch)
         return sent
 
     def request_publish(self, *, full: bool, changed: bool, now: bool = False) -> None:
