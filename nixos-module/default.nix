@@ -11,6 +11,7 @@ let
     inherit (cfg) flake hostName alertThreshold autoRemediate exceptions realtime reportDir;
     inherit stateDir;
     intervals = cfg.intervals;
+    inherit (cfg) reportFormat;
   } // lib.optionalAttrs (cfg.prometheus.textfileDir != null) {
     prometheus.textfileDir = cfg.prometheus.textfileDir;
   } // lib.optionalAttrs cfg.kubernetes.enable {
@@ -20,7 +21,17 @@ let
     } // lib.optionalAttrs (cfg.kubernetes.kubeconfig != null) {
       kubeconfig = toString cfg.kubernetes.kubeconfig;
     };
+  } // lib.optionalAttrs cfg.kube.enable {
+    kube = {
+      enable = true;
+      inherit (cfg.kube) manifests secretMaxAgeDays intervals autoRemediate;
+    } // lib.optionalAttrs (cfg.kube.kubeconfig != null) { inherit (cfg.kube) kubeconfig; }
+      // lib.optionalAttrs (cfg.kube.namespace != null) { inherit (cfg.kube) namespace; }
+      // lib.optionalAttrs (cfg.kube.cluster != null) { inherit (cfg.kube) cluster; };
   };
+  # `kubectl kustomize` renders a kustomization directory of manifests
+  servicePath = [ config.nix.package pkgs.git pkgs.nftables pkgs.iptables pkgs.systemd ]
+    ++ lib.optional cfg.kube.enable pkgs.kubectl;
   configFile = settingsFormat.generate "nixdrift.yaml" (lib.recursiveUpdate typedSettings cfg.settings);
 
   # "-": a directory that does not exist yet must not keep the service from starting
@@ -171,6 +182,69 @@ in
       };
     };
 
+    reportFormat = mkOption {
+      type = types.enum [ "policyreport" "openreports" "both" ];
+      default = "policyreport";
+      description = ''
+        The Kubernetes kind reports are published as, for this host and for the cluster checks
+        alike: `wgpolicyk8s.io/v1alpha2` PolicyReports, `openreports.io/v1alpha1` Reports (their
+        successor), or both.
+      '';
+    };
+
+    kube = {
+      enable = mkEnableOption "the daemon's checks of a Kubernetes cluster against a directory of manifests (`nixdrift kube`)";
+      manifests = mkOption {
+        type = types.nullOr types.str;
+        default = null;
+        example = "/srv/infra/k8s";
+        description = "Directory of the cluster's manifests (YAML files, or a kustomization), ideally a git checkout.";
+      };
+      kubeconfig = mkOption {
+        # a string, not a path: a path literal would copy the credentials into the world-readable store
+        type = types.nullOr types.str;
+        default = null;
+        example = "/run/keys/nixdrift-cluster-kubeconfig";
+        description = "Kubeconfig of the checked cluster (read-only access is enough unless autoRemediate); null uses in-cluster config.";
+      };
+      namespace = mkOption {
+        type = types.nullOr types.str;
+        default = null;
+        description = "Only this namespace; null checks every namespace but the system ones.";
+      };
+      cluster = mkOption {
+        type = types.nullOr types.str;
+        default = null;
+        example = "prod";
+        description = "The cluster's name in its reports (null: `cluster`).";
+      };
+      secretMaxAgeDays = mkOption {
+        type = types.ints.positive;
+        default = 90;
+        description = "A Secret older than this many days is reported (rotation policy).";
+      };
+      intervals = mkOption {
+        type = types.attrsOf types.ints.positive;
+        default = { };
+        example = { kube-rbac = 60; full = 3600; };
+        description = ''
+          Seconds between runs of each cluster check (kube-network-policies, kube-rbac,
+          kube-secrets, kube-resources, kube-cronjobs, kube-env, kube-spec, kube-manifests,
+          kube-orphans, full). Unset checks keep their defaults: NetworkPolicies, RBAC and Secrets
+          5 min; resources and HPAs 15 min; CronJobs, env, spec and manifests 1 h; the full
+          reconciliation 6 h; orphans daily.
+        '';
+      };
+      autoRemediate = mkOption {
+        type = types.bool;
+        default = false;
+        description = ''
+          Revert low-severity cluster drift by server-side apply of the manifest (dry run first,
+          re-checked after). Everything else stays a finding with the kubectl command to run.
+        '';
+      };
+    };
+
     settings = mkOption {
       type = settingsFormat.type;
       default = { };
@@ -191,6 +265,10 @@ in
           + lib.concatStringsSep ", " (builtins.attrNames (cfg.flakeOutputs.nixosConfigurations or { }))
           + "); set services.nixdrift.hostName to the entry that builds this host.";
       }
+      {
+        assertion = !cfg.kube.enable || cfg.kube.manifests != null;
+        message = "services.nixdrift.kube.enable is set but services.nixdrift.kube.manifests is not: name the directory of the cluster's manifests.";
+      }
     ];
 
     environment.systemPackages = [ cfg.package ];
@@ -201,7 +279,7 @@ in
       description = "nixdrift: drift between this host and its flake";
       wantedBy = [ "multi-user.target" ];
       after = [ "network.target" "nix-daemon.socket" ];
-      path = [ config.nix.package pkgs.git pkgs.nftables pkgs.iptables pkgs.systemd ];
+      path = servicePath;
       restartTriggers = [ configFile ];
       serviceConfig = hardening // {
         Type = "notify";
@@ -219,7 +297,7 @@ in
 
     systemd.services.nixdrift-report = {
       description = "nixdrift: write the drift report";
-      path = [ config.nix.package pkgs.git pkgs.nftables pkgs.iptables pkgs.systemd ];
+      path = servicePath;
       serviceConfig = hardening // {
         Type = "oneshot";
         ExecStart = "${cfg.package}/bin/nixdrift report --config /etc/nixdrift/config.yaml --state-dir ${stateDir} --out ${cfg.reportDir}";

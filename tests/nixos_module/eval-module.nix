@@ -40,6 +40,7 @@ let
     iptables = "/nix/store/00000000000000000000000000000000-iptables";
     systemd = "/nix/store/00000000000000000000000000000000-systemd";
     coreutils = "/nix/store/00000000000000000000000000000000-coreutils";
+    kubectl = "/nix/store/00000000000000000000000000000000-kubectl";
   };
   isOption = v: builtins.isAttrs v && (v._type or null) == "option";
   resolve = path: decls: given: builtins.mapAttrs

@@ -127,3 +127,48 @@ def test_missing_host_in_flake_gives_a_helpful_assertion() -> None:
     assert "no nixosConfigurations.web1" in proc.stderr and "db1, web2" in proc.stderr
     ok = config_of({"flakeOutputs": {"nixosConfigurations": {"web1": {}}}})
     assert ok["systemd"]["services"]["nixdrift"]
+
+
+def test_kube_checks_and_report_format_reach_the_daemon_as_set() -> None:
+    cfg = config_of(
+        {
+            "reportFormat": "both",
+            "kubernetes": {"enable": True},
+            "kube": {
+                "enable": True,
+                "manifests": "/srv/infra/k8s",
+                "kubeconfig": "/run/keys/cluster",
+                "namespace": "shop",
+                "cluster": "prod",
+                "secretMaxAgeDays": 30,
+                "intervals": {"kube-rbac": 60, "full": 3600},
+                "autoRemediate": True,
+            },
+        }
+    )
+    loaded = config_mod.load(Path(cfg["environment"]["etc"]["nixdrift/config.yaml"]["source"]))
+    assert loaded.report_format == "both" and loaded.kubernetes.report_format == "both"
+    kube = loaded.kube
+    assert kube.enable and kube.manifests == "/srv/infra/k8s" and kube.kubeconfig == "/run/keys/cluster"
+    assert (kube.namespace, kube.cluster, kube.secret_max_age_days) == ("shop", "prod", 30)
+    assert kube.intervals == {**config_mod.KUBE_DEFAULT_INTERVALS, "kube-rbac": 60, "full": 3600}
+    assert kube.auto_remediate is True
+    path = cfg["systemd"]["services"]["nixdrift"]["path"]
+    assert any(p.endswith("-kubectl") for p in path)  # manifests that are a kustomization are rendered
+
+
+def test_kube_checks_default_off_and_report_format_default() -> None:
+    cfg = config_of({})
+    loaded = config_mod.load(Path(cfg["environment"]["etc"]["nixdrift/config.yaml"]["source"]))
+    assert loaded.kube.enable is False
+    assert loaded.report_format == "policyreport"
+    assert not any(p.endswith("-kubectl") for p in cfg["systemd"]["services"]["nixdrift"]["path"])
+
+
+def test_kube_checks_need_manifests_and_a_known_report_format() -> None:
+    proc = evaluate({"enable": True, "package": PACKAGE, "kube": {"enable": True}})
+    assert proc.returncode != 0
+    assert "kube.manifests is not" in proc.stderr
+    proc = evaluate({"enable": True, "package": PACKAGE, "reportFormat": "wgpolicy"})
+    assert proc.returncode != 0
+    assert "reportFormat" in proc.stderr
