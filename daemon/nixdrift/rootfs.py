@@ -203,6 +203,10 @@ class Root:
         in_store = host_path == STORE or host_path.startswith(STORE + "/")
         memo = self._memo
         known = memo.reals.get(host_path) if memo is not None and in_store else None
+        if known is None and memo is not None and self._base and in_store:
+            parent = host_path.rpartition("/")[0]
+            if memo.reals.get(parent) == parent:  # a store path absent below the root: so is all it holds
+                known = host_path
         for real in (known,) if known is not None else (below, host_path) if self._base and in_store else (below,):
             try:
                 st = os.lstat(real)

@@ -150,7 +150,7 @@ class _Owners:
         return cls({u.name: u.uid for u in users}, {g.name: g.gid for g in groups})
 
 
-def _sidecar(path: Path) -> str | None:
+def _sidecar(path: str) -> str | None:
     try:  # a plain file of a few bytes, as make-etc.sh writes it; never a link out of the root
         return read_regular(path, limit=4096).decode("utf-8", errors="surrogateescape").strip()
     except OSError:
@@ -175,7 +175,7 @@ def closure_of(root: Root, tree: Path, host: str, listed: Mapping[str, tuple[str
     owners: _Owners | None = None
     out: dict[str, ClosureEntry] = {}
     for rel, (path, is_link) in listed.items():
-        mode = _sidecar(tree / f"{rel}.mode") if f"{rel}.mode" in listed else None
+        mode = _sidecar(f"{tree}/{rel}.mode") if f"{rel}.mode" in listed else None
         if mode is None and not is_link:
             continue  # a sidecar or a plain directory: not installed as such
         if mode is None:
@@ -186,8 +186,8 @@ def closure_of(root: Root, tree: Path, host: str, listed: Mapping[str, tuple[str
             out[rel] = ClosureEntry(rel, mode, target)
             continue
         owners = owners or _Owners.read(root)
-        uid_text = _sidecar(tree / f"{rel}.uid") or "+0"
-        gid_text = _sidecar(tree / f"{rel}.gid") or "+0"
+        uid_text = _sidecar(f"{tree}/{rel}.uid") or "+0"
+        gid_text = _sidecar(f"{tree}/{rel}.gid") or "+0"
         out[rel] = ClosureEntry(
             rel,
             mode,

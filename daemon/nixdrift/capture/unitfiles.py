@@ -53,7 +53,7 @@ def readlink(root: Root, host_path: str) -> str:
 def _readlink_in(real_dir: str, name: str) -> str:
     """The target of `name` in a directory already located on this machine ("" for no link)."""
     try:
-        return os.readlink(os.path.join(real_dir, name))
+        return os.readlink(f"{real_dir}/{name}")
     except OSError:
         return ""
 

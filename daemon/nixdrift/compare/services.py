@@ -85,9 +85,11 @@ class Known:
         return cls(live.closure_units(), frozenset(e.rel for e in live.closure.entries), enabled)
 
     def shipped(self, unit: str) -> bool:
-        names = self.closure.keys() | self.declared
+        def known(name: str) -> bool:  # two look-ups, not a union of both sets per unit
+            return name in self.closure or name in self.declared
+
         template = template_of(unit)
-        return unit in names or (template is not None and template in names)
+        return known(unit) or (template is not None and known(template))
 
     def masked(self, unit: str) -> bool:
         entry = self.closure.get(unit)
