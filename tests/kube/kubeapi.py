@@ -150,6 +150,12 @@ def server_defaults(obj: dict[str, Any]) -> None:
         job.setdefault("metadata", {}).setdefault("creationTimestamp", None)
         _pod_template_defaults(job.setdefault("spec", {}).setdefault("template", {}))
     elif kind == "HorizontalPodAutoscaler":
+        if obj.get("apiVersion") == "autoscaling/v1":  # stored and served as v2: the server converts
+            obj["apiVersion"] = "autoscaling/v2"
+            cpu = spec.pop("targetCPUUtilizationPercentage", None)
+            if cpu is not None:
+                target = {"type": "Utilization", "averageUtilization": cpu}
+                spec["metrics"] = [{"type": "Resource", "resource": {"name": "cpu", "target": target}}]
         spec.setdefault("minReplicas", 1)
         spec.setdefault(
             "metrics",

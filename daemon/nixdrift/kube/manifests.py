@@ -14,6 +14,7 @@ from typing import Any
 import yaml
 
 from nixdrift.errors import NixdriftError, ToolMissingError
+from nixdrift.kube.convert import served
 from nixdrift.kube.kinds import info
 from nixdrift.kube.model import Declared, KubeObject, ManifestSource, ObjectKey
 from nixdrift.process import run
@@ -58,7 +59,7 @@ def load(directory: Path, *, namespace: str | None = None) -> Declared:
                 continue
             if key in objects:
                 raise ManifestError(f"{key} is declared twice: {objects[key].source} and {where}")
-            body = dict(obj)
+            body = served(obj)  # an autoscaling/v1 HPA as the server returns it (v2)
             if key.namespace:
                 body["metadata"] = {**(obj.get("metadata") or {}), "namespace": key.namespace}
             objects[key] = KubeObject(key=key, body=body, source=where)
