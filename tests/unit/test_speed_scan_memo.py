@@ -5,6 +5,7 @@ link mid-scan, and it dies with the scan: the next capture sees what changed."""
 from __future__ import annotations
 
 import os
+import subprocess
 from pathlib import Path
 
 import pytest
@@ -147,3 +148,26 @@ def test_the_memo_dies_with_the_capture(tmp_path: Path) -> None:
     (root / "run/systemd/system").unlink()
     (root / "run/systemd/system").symlink_to("/srv/runtime2")
     assert runtime_masks() == ["/run/systemd/system/sshd.service"]
+
+
+@pytest.mark.nix
+def test_store_paths_are_read_below_the_root_first_then_from_the_local_store(tmp_path: Path) -> None:
+    """A store path absent below the root is read from this machine's /nix/store (and, within a
+    scan, so is everything it holds); one the root holds is read there."""
+    source = tmp_path / "n11-scan-memo-src"
+    tree(source, {"/sub/link.conf": "file.conf"}, {"/sub/file.conf": "from the local store\n"})
+    added = subprocess.run(["nix-store", "--add", str(source)], capture_output=True, text=True, check=True)
+    store_path = added.stdout.strip()
+    assert store_path.startswith("/nix/store/")
+    bare = tmp_path / "bare"  # holds none of it
+    tree(bare, {"/run/current-system": store_path}, {})
+    copied = tmp_path / "copied"  # holds its own copy of the store path
+    tree(copied, {"/run/current-system": store_path, f"{store_path}/sub/link.conf": "file.conf"}, {})
+    tree(copied, {}, {f"{store_path}/sub/file.conf": "from below the root\n"})
+    for root, expected in ((bare, "from the local store\n"), (copied, "from below the root\n")):
+        plain = Root.of(root)
+        scan = plain.for_scan()
+        for r in (plain, scan, scan):
+            assert r.read_text("/run/current-system/sub/link.conf") == expected
+            assert r.read_text(f"{store_path}/sub/file.conf") == expected
+            assert r.resolve("/run/current-system/sub/link.conf") == f"{store_path}/sub/file.conf"
