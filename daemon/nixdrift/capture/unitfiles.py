@@ -62,12 +62,13 @@ def _top_entry(root: Root, real_dir: str, host_path: str, rel: str, digests: boo
     target = _readlink_in(real_dir, rel)
     if target and root.resolve(host_path) == NULL:
         return UnitEntry(rel, EntryKind.MASK, host_path, target)
-    try:
-        empty = root.stat(host_path).st_size == 0
-    except OSError:
-        empty = False  # a dangling link: systemd ignores it, keep it as a unit for the record
-    if empty and not target:
-        return UnitEntry(rel, EntryKind.MASK, host_path)
+    if not target:  # an empty file masks too (a link's emptiness is no mask: it is not stat'ed)
+        try:
+            empty = root.stat(host_path).st_size == 0
+        except OSError:
+            empty = False
+        if empty:
+            return UnitEntry(rel, EntryKind.MASK, host_path)
     return UnitEntry(rel, EntryKind.UNIT, host_path, target, digest_of(root, host_path) if digests else "")
 
 
