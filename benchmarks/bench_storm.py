@@ -94,11 +94,48 @@ class StormResult:
     iw_seen: int
 
 
-def daemon_storm(files: int, deadline: float) -> tuple[bool, int, int, float, float, int, int]:
+# Loaded into the daemon (as sitecustomize) by --tracemalloc: at each new high of traced memory,
+# the allocation sites holding the most are written to the file (what holds the memory at the peak).
+TRACER = """
+import os, threading, time, tracemalloc
+out = os.environ["NIXDRIFT_BENCH_TRACEMALLOC"]
+tracemalloc.start(8)
+def _watch():
+    high = 0
+    while True:
+        time.sleep(1.0)
+        current, _peak = tracemalloc.get_traced_memory()
+        if current < max(high * 1.1, 32 << 20):
+            continue
+        high = current
+        top = tracemalloc.take_snapshot().statistics("traceback")[:12]
+        lines = [f"traced {current / 2**20:.1f} MiB"]
+        for s in top:
+            lines.append(f"{s.size / 2**20:8.1f} MiB {s.count:9d} blocks")
+            lines.extend("      " + line for line in s.traceback.format(limit=8))
+        with open(out, "w") as f:
+            f.write("\\n".join(lines) + "\\n")
+threading.Thread(target=_watch, daemon=True).start()
+"""
+
+
+def tracer_env(out: str | None, tmp: Path) -> dict[str, str]:
+    if not out:
+        return {}
+    site = tmp / "tracer"
+    site.mkdir()
+    (site / "sitecustomize.py").write_text(TRACER)
+    return {"PYTHONPATH": str(site), "NIXDRIFT_BENCH_TRACEMALLOC": out}
+
+
+def daemon_storm(
+    files: int, deadline: float, trace: str | None = None
+) -> tuple[bool, int, int, float, float, int, int]:
     tmp = Path(tempfile.mkdtemp(prefix="nixdrift-storm-"))
     host = build_host(tmp)
     (tmp / "config.yaml").write_text("alertThreshold: low\n")
-    d = Daemon(host=host, state=tmp / "state", config=tmp / "config.yaml").start(watchdog_usec=None)
+    env = tracer_env(trace and f"{trace}.{files}", tmp)
+    d = Daemon(host=host, state=tmp / "state", config=tmp / "config.yaml", env=env).start(watchdog_usec=None)
     d.wait_ready(120)
     rss = PeakRSS(d.proc.pid)  # type: ignore[union-attr]
     names = {f"/etc/storm/f{i:06d}" for i in range(files)}
@@ -190,11 +227,20 @@ def main() -> None:
     ap.add_argument("--active", type=int, default=15_000, help="findings already recorded for the latency run")
     ap.add_argument("--edits", type=int, default=50)
     ap.add_argument("--deadline", type=float, default=600.0, help="seconds to wait for a storm to settle")
+    ap.add_argument("--no-floor", action="store_true", help="skip the inotifywait runs")
+    ap.add_argument(
+        "--tracemalloc",
+        metavar="FILE",
+        help="trace the storm daemons' allocations; FILE.<files> gets the top sites at the highest point"
+        " (slows the daemon: its times and RSS are then not the figures)",
+    )
     args = ap.parse_args()
     results: list[StormResult] = []
     for files in (int(x) for x in args.files.split(",") if x):
-        crashed, wrong, left, create, delete, peak, alerts = daemon_storm(files, args.deadline)
-        iw_create, iw_delete, iw_seen = inotifywait_storm(files)
+        crashed, wrong, left, create, delete, peak, alerts = daemon_storm(files, args.deadline, args.tracemalloc)
+        iw_create, iw_delete, iw_seen = (
+            inotifywait_storm(files) if not args.no_floor else (float("nan"), float("nan"), 0)
+        )
         results.append(
             StormResult(files, crashed, wrong, left, create, delete, peak, alerts, iw_create, iw_delete, iw_seen)
         )

@@ -14,7 +14,7 @@ Findings carry short digests, modes and owners; never contents.
 from __future__ import annotations
 
 import re
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 
 from nixdrift import layout
 from nixdrift.compare.common import finding, nix_str, printable
@@ -32,6 +32,26 @@ def compare(declared: DeclaredState, live: Section[EtcLive]) -> tuple[Finding, .
     if data is None:
         return ()
     return (*_layout(declared, data), *_present(declared, data), *_missing(declared, data))
+
+
+def compare_paths(
+    declared: DeclaredState, live: Section[EtcLive], inside: Callable[[str], bool]
+) -> tuple[Finding, ...]:
+    """The findings of the entries `inside` holds (paths relative to /etc) only, the same as
+    `compare` gives for them: a realtime event's share of the category (live captured by
+    capture.etc_paths). The layout's findings (mounts, the metadata image) are no entry's: only a
+    whole capture says them."""
+    data = live.data
+    if data is None:
+        return ()
+    return (*_present(declared, data, inside), *_missing(declared, data, inside))
+
+
+def owned(f: Finding, inside: Callable[[str], bool]) -> bool:
+    """Is this one of the findings `compare_paths` decides for `inside` (which takes paths as
+    printable() shows them)? An entry's finding has the id `etc/<rel>` and the path `/etc/<rel>`."""
+    path = f.path
+    return f.category is E and path.startswith("/etc/") and f.id == path[1:] and inside(path[5:])
 
 
 def _on_overlay(data: EtcLive) -> bool:
@@ -187,9 +207,9 @@ def _etc_finding(
 # --- what is in /etc ---------------------------------------------------------------------------
 
 
-def _present(declared: DeclaredState, data: EtcLive) -> Iterator[Finding]:
+def _present(declared: DeclaredState, data: EtcLive, inside: Callable[[str], bool] | None = None) -> Iterator[Finding]:
     for rel, e in sorted(data.entries.items()):
-        if skipped(rel):
+        if skipped(rel) or (inside is not None and not inside(rel)):
             continue
         c = data.closure.get(rel) if data.closure is not None else None
         if c is not None:
@@ -300,9 +320,15 @@ def _declared_targets(declared: DeclaredState, data: EtcLive) -> dict[str, Closu
     return wanted
 
 
-def _missing(declared: DeclaredState, data: EtcLive) -> Iterator[Finding]:
+def _missing(declared: DeclaredState, data: EtcLive, inside: Callable[[str], bool] | None = None) -> Iterator[Finding]:
     for rel, c in sorted(_declared_targets(declared, data).items()):
-        if rel in data.entries or skipped(rel) or _inside_replaced(rel, data.entries) or data.unseen(rel):
+        if (
+            (inside is not None and not inside(rel))
+            or rel in data.entries
+            or skipped(rel)
+            or _inside_replaced(rel, data.entries)
+            or data.unseen(rel)
+        ):
             continue
         shown = printable(rel)
         restore = _restore(c, data)

@@ -125,15 +125,24 @@ class Tracker:
         *,
         source: Source = Source.SCAN,
         attribute: Attributor | None = None,
+        scoped: Mapping[Category, Callable[[Finding], bool]] | None = None,
     ) -> Outcome:
         """Record what changed and queue its alerts in ONE transaction (findings, history events and
         the alert outbox commit together or not at all); memory follows only once it committed.
-        The caller delivers the queued alerts (`Store.undelivered`)."""
+        The caller delivers the queued alerts (`Store.undelivered`).
+
+        A category in `scoped` was captured at a few paths only: its findings that the predicate
+        owns are replaced by these, the others are left as they are (neither seen nor resolved)."""
         out = Outcome()
+        scoped = scoped or {}
         captured = {c for c, s in sections.items() if s.unavailable is None}
-        current = {f.id: f for f in findings if f.category in captured}
+
+        def mine(f: Finding) -> bool:
+            return f.category in captured and (f.category not in scoped or scoped[f.category](f))
+
+        current = {f.id: f for f in findings if mine(f)}
         accepted = self.store.accepted()
-        previous = {i: f for i, f in self.active.items() if f.category in captured}
+        previous = {i: f for i, f in self.active.items() if mine(f)}
         stamp = now_iso()
         # attribution asks the journal: before the transaction, which holds the database lock
         fresh_new: dict[str, Finding] = {}
@@ -187,7 +196,7 @@ class Tracker:
                 events.append(("resolved", f, "", ""))
                 if not f.accepted and f.severity >= self.threshold:
                     out.alerts.append(Alert.of(Event.RESOLVED, f))
-            self.store.touch((c.value for c in captured), stamp)
+            self.store.touch((c.value for c in captured if c not in scoped), stamp)
             self.store.seen([f for fid, f in changed.items() if fid in previous])
             self.store.resolve(f.id for f in gone)
             self.store.events(events)
@@ -200,9 +209,9 @@ class Tracker:
         for f in gone:
             del self.active[f.id]
             self._basis.pop(f.id, None)
-        for c in captured:
+        for c in captured - set(scoped):
             self.seen_at[c] = stamp
-        self._update_status(sections)
+        self._update_status(sections, frozenset(scoped))
         self.counts = self._count()
         return out
 
@@ -247,14 +256,21 @@ class Tracker:
                 failing.discard(category)
         return failing
 
-    def _update_status(self, sections: Mapping[Category, Section[Any]]) -> None:
+    def _update_status(
+        self, sections: Mapping[Category, Section[Any]], scoped: frozenset[Category] = frozenset()
+    ) -> None:
         drifted = {f.category for f in self.active.values() if not f.accepted}
         for category, section in sections.items():
             if section.unavailable is not None:
                 self.status[category] = f"unavailable: {section.unavailable}"
+            elif category in scoped and self.status.get(category, "").startswith("unavailable"):
+                pass  # a few paths read do not make a category that could not be read whole "ok"
             else:
                 self.status[category] = "drift" if category in drifted else "ok"
-            self.problems[category] = section.problems
+            if category in scoped:  # the whole capture's problems stand until the next one
+                self.problems[category] = tuple(dict.fromkeys((*self.problems.get(category, ()), *section.problems)))
+            else:
+                self.problems[category] = section.problems
 
     def accepted_changed(self) -> list[Finding]:
         """Apply acceptances made by `nixdrift accept` since the last look (no alert, no capture)."""

@@ -4,24 +4,27 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import functools
 import json
 import logging
 import os
 import sqlite3
 import threading
 import time
-from collections.abc import Callable
-from dataclasses import dataclass
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, assert_never
 
 from nixdrift import __version__, pipeline
 from nixdrift import target as scan_target
+from nixdrift.capture import etc_paths
 from nixdrift.categories import TABLE
+from nixdrift.compare import etc as c_etc
 from nixdrift.config import Config
 from nixdrift.declared.model import DeclaredState
 from nixdrift.errors import NixdriftError
-from nixdrift.models import Category, Report, Severity, Source, sort_findings
+from nixdrift.models import Category, Finding, Report, Section, Severity, Source, sort_findings
 from nixdrift.pipeline import ScanOptions
 from nixdrift.service import attribution, remediate
 from nixdrift.service.health import Degradations
@@ -38,6 +41,7 @@ log = logging.getLogger(__name__)
 
 MAX_ATTRIBUTIONS = 20  # per job: a storm is not worth a journal query per file
 PUBLISH_EVERY = 1.0  # seconds: the report files and metrics at most this often
+SCOPED = frozenset({Category.ETC})  # categories an event re-captures at its paths only
 DELIVER_BATCH = 100  # alerts sent between two marks of delivery (a crash repeats at most these)
 RETRY_AFTER = 2.0  # seconds before a job that failed (database, exception) is tried again
 
@@ -65,6 +69,9 @@ class Job:
     lost: bool = False
     events: int = 0
     at: float = 0.0  # wall time of the first change (attribution looks around it)
+    # categories whose events named paths (relative to /etc): only those are re-captured, unless
+    # something asked for the whole category too (an interval, a lost event, a storm)
+    scoped: Mapping[Category, frozenset[str]] = field(default_factory=dict)
 
     @classmethod
     def of(cls, action: Action, categories: frozenset[Category], path: str) -> Job:
@@ -75,7 +82,9 @@ class Job:
             case Action.REEVALUATE:
                 return cls(categories, frozenset({f"flake changed ({path})"}), reevaluate=True, realtime=True, at=now)
             case Action.CAPTURE:
-                return cls(categories, frozenset({"event"}), realtime=True, at=now)
+                under = path == "/etc" or path.startswith("/etc/")  # "/etc" itself: its children say what changed
+                scoped = {c: frozenset({path[len("/etc/") :]}) for c in categories & SCOPED if under}
+                return cls(categories, frozenset({"event"}), realtime=True, at=now, scoped=scoped)
             case Action.IGNORE:
                 return cls()
             case _:
@@ -92,7 +101,19 @@ class Job:
             lost=self.lost or other.lost,
             events=self.events + other.events,
             at=min(ats) if ats else 0.0,
+            scoped=self._merged_scope(other),
         )
+
+    def _merged_scope(self, other: Job) -> dict[Category, frozenset[str]]:
+        """A category stays scoped only while every job naming it named paths."""
+        if self.full or other.full:
+            return {}
+        out: dict[Category, frozenset[str]] = {}
+        for c in self.categories | other.categories:
+            sides = [j for j in (self, other) if c in j.categories]
+            if all(c in j.scoped for j in sides):
+                out[c] = frozenset().union(*(j.scoped[c] for j in sides))
+        return out
 
     @property
     def reason(self) -> str:
@@ -189,13 +210,15 @@ class Worker:
         self.busy_since = time.monotonic()
         self.jobs_started += 1
         categories = frozenset(TABLE) if job.full else job.categories
+        scoped = dict(job.scoped)
         try:
             self.running = categories
             if (job.reevaluate or self.declared is None) and self._evaluate(job) and not job.full:
                 categories = frozenset(TABLE)
+                scoped = {}  # the declaration changed: every path may judge differently
             if self.declared is None:
                 return
-            self._scan(job, categories, self.declared)
+            self._scan(job, categories, self.declared, scoped)
         except sqlite3.Error as exc:
             log.exception("writing the history failed (%s)", job.reason)
             self._failed(categories, "database", f"history database write failed: {exc}")
@@ -289,14 +312,23 @@ class Worker:
             log.warning("the flake's declaration changed (%s): rescanning everything", job.reason)
         return changed
 
-    def _scan(self, job: Job, categories: frozenset[Category], declared: DeclaredState) -> None:
+    def _scan(
+        self,
+        job: Job,
+        categories: frozenset[Category],
+        declared: DeclaredState,
+        scoped: Mapping[Category, frozenset[str]] | None = None,
+    ) -> None:
         ordered = [c for c in TABLE if c in categories]
         seq = self.store.begin_scan((c.value for c in ordered), job.reason)
         started = time.monotonic()
         self.checkpoint("capture")
-        captured = pipeline.capture(self.root, declared, ordered, cache_dir=self.opts.cache_dir)  # + stat cache
+        parts = self._capture_paths(declared, {c: p for c, p in (scoped or {}).items() if c in categories})
+        whole = [c for c in ordered if c not in parts]
+        captured = pipeline.capture(self.root, declared, whole, cache_dir=self.opts.cache_dir)  # + stat cache
         compared = pipeline.compare_sections(declared, captured)
-        sections, findings = compared.sections, compared.findings  # a failed comparator: unavailable
+        sections = {**compared.sections, **{c: s for c, (s, _f, _o) in parts.items()}}
+        findings = [*compared.findings, *(f for _s, fs, _o in parts.values() for f in fs)]
         report = pipeline.build_report(declared, self.root, sections, findings, self.opts.policy)
         budget = [MAX_ATTRIBUTIONS]
 
@@ -307,27 +339,57 @@ class Worker:
             return attribution.attribute(self.root, f, job.at or time.time())
 
         source = Source.REALTIME if job.realtime and not job.full else Source.SCAN
-        outcome = self.tracker.reconcile(sections, report.findings, source=source, attribute=attribute)
+        owners = {c: owner for c, (_s, _f, owner) in parts.items()}
+        outcome = self.tracker.reconcile(sections, report.findings, source=source, attribute=attribute, scoped=owners)
         self.checkpoint("record")  # recorded, alerts queued, none delivered yet
         self.deliver()
         duration = time.monotonic() - started
         failed = [c.value for c, s in sections.items() if (s.unavailable or "").startswith("capture failed")]
         self.store.end_scan(seq, not failed, ", ".join(failed) or None, duration)
         now = time.time()
-        for c in ordered:
+        for c in whole:  # a category captured at a few paths is not captured: its interval still runs
             self.scan_durations[c.value] = duration
             self.captured_at[c.value] = now
-        if categories >= frozenset(TABLE):
+        if categories >= frozenset(TABLE) and not parts:
             self.last_full_scan = now
-        if self.on_scanned is not None:
-            self.on_scanned(frozenset(ordered))
+        if self.on_scanned is not None and whole:
+            self.on_scanned(frozenset(whole))
         self.last_scan = (now, job.reason)
-        log.info("scanned %s (%s) in %.2f s", ",".join(c.value for c in ordered), job.reason, duration)
+        at = (
+            "".join(f" ({c.value} at {len(p)} path(s))" for c, p in sorted(scoped.items()) if c in parts)
+            if scoped
+            else ""
+        )
+        log.info("scanned %s%s (%s) in %.2f s", ",".join(c.value for c in ordered), at, job.reason, duration)
         remediating = self.cfg.auto_remediate and self.root.is_live
         self.request_publish(full=categories >= frozenset(TABLE), changed=outcome.changed, now=remediating)
         # revert commands name the host's own paths: they never act on a tree read with --root
         if remediating:
             self._remediate(declared)
+
+    def _capture_paths(
+        self, declared: DeclaredState, scoped: Mapping[Category, frozenset[str]]
+    ) -> dict[Category, tuple[Section[Any], tuple[Finding, ...], Callable[[Finding], bool]]]:
+        """The scoped categories captured at their events' paths: (section, findings, which recorded
+        findings these replace). One that cannot be (its capture or comparator raised, /etc itself
+        changed) is left out: the caller captures it whole, the truth."""
+        out: dict[Category, tuple[Section[Any], tuple[Finding, ...], Callable[[Finding], bool]]] = {}
+        for category, rels in scoped.items():
+            if category is not Category.ETC:
+                continue
+            try:
+                scope = etc_paths.scope_of(self.root, rels)
+                if scope is None:
+                    continue
+                section = etc_paths.capture_paths(self.root, declared, scope)
+                if section.unavailable is not None or section.data is None:
+                    continue
+                found = c_etc.compare_paths(declared, section, scope.holds)
+            except Exception:
+                log.exception("capturing /etc at %d path(s) failed: capturing it whole", len(rels))
+                continue
+            out[category] = (section, found, functools.partial(c_etc.owned, inside=scope.shown().holds))
+        return out
 
     def deliver(self) -> int:
         """Send the alerts recorded but not yet delivered (this scan's, or a previous life's), oldest
