@@ -68,6 +68,13 @@ class Journal:
                 return out
 
 
+@pytest.fixture(autouse=True)
+def _no_proxy(monkeypatch: pytest.MonkeyPatch) -> None:
+    for name in ("http_proxy", "https_proxy", "all_proxy", "HTTP_PROXY", "HTTPS_PROXY", "ALL_PROXY"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("NO_PROXY", "127.0.0.1,localhost")
+
+
 @pytest.fixture
 def cluster() -> Iterator[FakeCluster]:
     c = FakeCluster()
@@ -234,3 +241,43 @@ def test_the_daemon_wiring_records_cluster_findings_in_its_history(
     assert [a["NIXDRIFT_CATEGORY"] for a in alerts] == [NETPOL.value]
     assert {f.category for f in store.active().values()} == {NETPOL}
     store.close()
+
+
+@pytest.mark.nix
+@pytest.mark.skipif(shutil.which("nix") is None, reason="needs nix")
+def test_a_real_daemon_alerts_once_and_keeps_cluster_and_host_findings_apart(
+    cluster: FakeCluster, manifests: Path, tmp_path: Path
+) -> None:
+    from daemon_harness import Daemon
+    from daemon_host import build_host
+
+    cluster.create(EXTRA)
+    kubeconfig = write_kubeconfig(tmp_path / "kubeconfig", cluster.url)
+    config = tmp_path / "config.yaml"
+    config.write_text(
+        "alertThreshold: low\n"
+        f"kube:\n  enable: true\n  manifests: {manifests}\n  kubeconfig: {kubeconfig}\n  cluster: prod\n"
+    )
+    daemon = Daemon(host=build_host(tmp_path), state=tmp_path / "state", config=config)
+    daemon.start()
+    try:
+        daemon.wait_ready()
+        alert = daemon.wait_alert(timeout=60, event="new", id="kube-network-policies/")
+        daemon.host.etc("after-kube.conf").write_text("x\n")  # the host's own path goes on beside it
+        host_alert = daemon.wait_alert(event="new", path="/etc/after-kube.conf")
+    finally:
+        daemon.stop()
+    assert alert.severity == "medium" and host_alert.id.startswith("etc/")
+    assert [a.id for a in daemon.alerts()].count(alert.id) == 1  # two threads deliver; each alert goes once
+    history = cli("history", "--state-dir", str(daemon.state), "--category", NETPOL.value, "--format", "json")
+    assert [(e["kind"], e["id"]) for e in json.loads(history.stdout)] == [("new", alert.id)], history.stderr
+    store = Store.open(daemon.state)
+    try:
+        report = json.loads(store.meta("report") or "{}")
+        active = store.active()
+    finally:
+        store.close()
+    assert {alert.id, host_alert.id} <= set(active)  # one database holds both
+    assert host_alert.id in {f["id"] for f in report["findings"]}  # published after the cluster's alert
+    assert report["categories"] and not [c for c in report["categories"] if c.startswith("kube-")]
+    assert not [f for f in report["findings"] if f["category"].startswith("kube-")]  # the host's report
