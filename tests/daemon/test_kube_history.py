@@ -281,3 +281,23 @@ def test_a_real_daemon_alerts_once_and_keeps_cluster_and_host_findings_apart(
     assert host_alert.id in {f["id"] for f in report["findings"]}  # published after the cluster's alert
     assert report["categories"] and not [c for c in report["categories"] if c.startswith("kube-")]
     assert not [f for f in report["findings"] if f["category"].startswith("kube-")]  # the host's report
+
+
+def test_an_acceptance_shows_at_the_next_run_even_of_another_check(
+    cluster: FakeCluster, manifests: Path, tmp_path: Path, journal: Journal
+) -> None:
+    state = tmp_path / "state"
+    store = Store.open(state)
+    checks = scheduler_on(store, cluster, manifests, tmp_path, JournalSink(str(journal.path)))
+    checks.intervals = {NETPOL.value: 86400, Category.KUBE_RBAC.value: 300}
+    cluster.create(EXTRA)
+    first = checks.run_due()
+    assert first is not None and first.categories[NETPOL] == "drift"
+    (found,) = first.findings
+    accepted = cli("accept", "--state-dir", str(state), found.id, "--reason", "known")
+    assert accepted.returncode == 0, accepted.stderr
+    report = step(checks)  # only the RBAC check is due: the policy is not read again
+    (quiet,) = report.findings
+    assert quiet.id == found.id and quiet.accepted
+    assert report.categories[NETPOL] == "ok"
+    store.close()

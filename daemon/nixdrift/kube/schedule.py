@@ -136,7 +136,7 @@ class KubeScheduler:
                 )
             else:  # not read this time: unavailable, never "ok"; what was found before is kept
                 self._latest[c] = (f"unavailable: {error}", self._latest.get(c, ("", ()))[1])
-        self.last_report = self._combined(report)
+        self.last_report = self._combined(report, categories)
         self.on_report(self.last_report)
         return self.last_report
 
@@ -178,12 +178,12 @@ class KubeScheduler:
                 evidence={"check": name, "overruns": str(st.overruns)},
             )
 
-    def _combined(self, report: Report | None) -> Report:
+    def _combined(self, report: Report | None, ran: frozenset[Category] = frozenset()) -> Report:
         findings = [f for _s, fs in self._latest.values() for f in fs] + list(self._meta.values())
         categories = {c: s for c, (s, _f) in self._latest.items()}
         categories[Category.KUBE_CHECKS] = "drift" if self._meta else "ok"
         if self._tracker is not None:
-            findings, categories = self._track(findings, categories)
+            findings, categories = self._track(findings, categories, ran | {Category.KUBE_CHECKS})
         else:
             findings = self._remember(findings)
         base = report or self.last_report
@@ -199,18 +199,21 @@ class KubeScheduler:
         )
 
     def _track(
-        self, findings: list[Finding], categories: dict[Category, str]
+        self, findings: list[Finding], categories: dict[Category, str], ran: frozenset[Category]
     ) -> tuple[list[Finding], dict[Category, str]]:
-        """Record the run in the history database as the host's scans are (a category not read keeps
-        its findings), then send the alerts it queued."""
+        """Record the run in the history database as the host's scans are, then send the alerts it
+        queued. Only the categories read in this run count as captured: the others keep their
+        findings and their last sighting, and one that could not be read resolves nothing."""
         tracker = self._tracker
         assert tracker is not None
         sections: dict[Category, Section[Any]] = {
             c: Section(c, None, unavailable=s.removeprefix("unavailable: ") if s.startswith("unavailable") else None)
             for c, s in categories.items()
+            if c in ran
         }
         tracker.threshold = self.opts.policy.threshold
         try:
+            tracker.accepted_changed()  # `nixdrift accept` on a category not read in this run
             tracker.reconcile(sections, findings)
         except Exception:  # the report still goes out; the history catches up at the next run
             log.exception("kube: recording the cluster's findings in the history failed")
@@ -221,8 +224,12 @@ class KubeScheduler:
                 self.deliver()
             except Exception:  # the outbox keeps them: the next delivery sends them
                 log.exception("kube: delivering the cluster's alerts failed")
-        status = {c: s if s.startswith("unavailable") else tracker.status.get(c, s) for c, s in categories.items()}
-        return tracker.current(), status
+        current = tracker.current()
+        drifted = {f.category for f in current if not f.accepted}
+        status = {
+            c: s if s.startswith("unavailable") else ("drift" if c in drifted else "ok") for c, s in categories.items()
+        }
+        return current, status
 
     def _remember(self, findings: list[Finding]) -> list[Finding]:
         """Each finding with when it was first and last seen and in how many runs; ids gone are forgotten."""
