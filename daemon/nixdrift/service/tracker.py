@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 import logging
 import posixpath
+from collections import Counter
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from types import MappingProxyType
@@ -84,6 +85,14 @@ def _basis(f: Finding, accepted: bool) -> int:
     )
 
 
+@dataclass(frozen=True, slots=True)
+class Scoped:
+    """A category captured at a few paths only, and which of its recorded findings that decides."""
+
+    prefixes: tuple[str, ...]  # every id it decides starts with one of these: a sieve in C, not Python
+    owns: Callable[[Finding], bool]
+
+
 @dataclass(slots=True)
 class Outcome:
     alerts: list[Alert] = field(default_factory=list)
@@ -125,7 +134,7 @@ class Tracker:
         *,
         source: Source = Source.SCAN,
         attribute: Attributor | None = None,
-        scoped: Mapping[Category, Callable[[Finding], bool]] | None = None,
+        scoped: Mapping[Category, Scoped] | None = None,
     ) -> Outcome:
         """Record what changed and queue its alerts in ONE transaction (findings, history events and
         the alert outbox commit together or not at all); memory follows only once it committed.
@@ -138,11 +147,16 @@ class Tracker:
         captured = {c for c, s in sections.items() if s.unavailable is None}
 
         def mine(f: Finding) -> bool:
-            return f.category in captured and (f.category not in scoped or scoped[f.category](f))
+            return f.category in captured and (f.category not in scoped or scoped[f.category].owns(f))
 
         current = {f.id: f for f in findings if mine(f)}
         accepted = self.store.accepted()
-        previous = {i: f for i, f in self.active.items() if mine(f)}
+        whole = captured - set(scoped)
+        previous = {i: f for i, f in self.active.items() if f.category in whole} if whole else {}
+        for c, part in scoped.items():  # an edit among 15,000 known findings: sieve by id first
+            if c in captured:
+                sieved = (f for i, f in self.active.items() if i.startswith(part.prefixes))
+                previous.update((f.id, f) for f in sieved if f.category is c and part.owns(f))
         stamp = now_iso()
         # attribution asks the journal: before the transaction, which holds the database lock
         fresh_new: dict[str, Finding] = {}
@@ -259,7 +273,13 @@ class Tracker:
     def _update_status(
         self, sections: Mapping[Category, Section[Any]], scoped: frozenset[Category] = frozenset()
     ) -> None:
-        drifted = {f.category for f in self.active.values() if not f.accepted}
+        wanted, drifted = set(sections), set()
+        for f in self.active.values():  # stops at the first drift of each category it is asked about
+            if f.category in wanted and not f.accepted:
+                drifted.add(f.category)
+                wanted.discard(f.category)
+                if not wanted:
+                    break
         for category, section in sections.items():
             if section.unavailable is not None:
                 self.status[category] = f"unavailable: {section.unavailable}"
@@ -288,11 +308,8 @@ class Tracker:
 
     def _count(self) -> Mapping[str, int]:
         """Active, unaccepted findings by severity; only the worker thread calls it."""
-        counts = {s.label: 0 for s in sorted(Severity, reverse=True)}
-        for f in self.active.values():
-            if not f.accepted:
-                counts[f.severity.label] += 1
-        return MappingProxyType(counts)
+        by_severity = Counter(f.severity for f in self.active.values() if not f.accepted)
+        return MappingProxyType({s.label: by_severity[s] for s in sorted(Severity, reverse=True)})
 
     def current(self) -> list[Finding]:
         """The active findings with their true last seen (unchanged ones are not rewritten per scan)."""

@@ -30,7 +30,7 @@ from nixdrift.service import attribution, remediate
 from nixdrift.service.health import Degradations
 from nixdrift.service.history import Store
 from nixdrift.service.routes import Action
-from nixdrift.service.tracker import Tracker
+from nixdrift.service.tracker import Scoped, Tracker
 from nixdrift.sinks.journald import Alert, Event, JournalSink
 
 if TYPE_CHECKING:
@@ -41,6 +41,11 @@ log = logging.getLogger(__name__)
 
 MAX_ATTRIBUTIONS = 20  # per job: a storm is not worth a journal query per file
 PUBLISH_EVERY = 1.0  # seconds: the report files and metrics at most this often
+# ... and once the worker has had nothing to do for PUBLISH_QUIET (rewriting a report of 15,000
+# findings takes longer than an edit's capture: it must not stand between two edits and their
+# alerts), but never later than PUBLISH_LATEST after the change it shows
+PUBLISH_QUIET = 0.4
+PUBLISH_LATEST = 5.0
 SCOPED = frozenset({Category.ETC})  # categories an event re-captures at its paths only
 DELIVER_BATCH = 100  # alerts sent between two marks of delivery (a crash repeats at most these)
 RETRY_AFTER = 2.0  # seconds before a job that failed (database, exception) is tried again
@@ -155,6 +160,8 @@ class Worker:
         self.retry: tuple[float, frozenset[Category]] | None = None  # (monotonic when, categories)
         self._due: tuple[bool, bool] | None = None  # a publication waiting: (full, changed)
         self._published_at = float("-inf")
+        self._due_since = 0.0  # monotonic time the waiting publication was first requested
+        self._idle_since = 0.0  # monotonic end of the last job
         self._retry_lock = threading.Lock()
         self._deliver_lock = threading.Lock()  # the cluster checks deliver from their own thread too
         self._kube: Any = None
@@ -179,7 +186,7 @@ class Worker:
                 wait = self.publish_due()
             if self._due is not None:  # stopping: what was scanned is published before we go
                 self._published_at = float("-inf")
-                self.publish_due()
+                self.publish_due(force=True)
 
         self._thread = threading.Thread(target=loop, name="nixdrift-worker", daemon=True)
         self._thread.start()
@@ -232,6 +239,7 @@ class Worker:
         finally:
             self.running = frozenset()
             self.busy_since = None
+            self._idle_since = time.monotonic()
             self.scans_done += 1
 
     def _failed(self, categories: frozenset[Category], key: str, text: str) -> None:
@@ -369,11 +377,11 @@ class Worker:
 
     def _capture_paths(
         self, declared: DeclaredState, scoped: Mapping[Category, frozenset[str]]
-    ) -> dict[Category, tuple[Section[Any], tuple[Finding, ...], Callable[[Finding], bool]]]:
+    ) -> dict[Category, tuple[Section[Any], tuple[Finding, ...], Scoped]]:
         """The scoped categories captured at their events' paths: (section, findings, which recorded
         findings these replace). One that cannot be (its capture or comparator raised, /etc itself
         changed) is left out: the caller captures it whole, the truth."""
-        out: dict[Category, tuple[Section[Any], tuple[Finding, ...], Callable[[Finding], bool]]] = {}
+        out: dict[Category, tuple[Section[Any], tuple[Finding, ...], Scoped]] = {}
         for category, rels in scoped.items():
             if category is not Category.ETC:
                 continue
@@ -388,7 +396,9 @@ class Worker:
             except Exception:
                 log.exception("capturing /etc at %d path(s) failed: capturing it whole", len(rels))
                 continue
-            out[category] = (section, found, functools.partial(c_etc.owned, inside=scope.shown().holds))
+            shown = scope.shown()
+            prefixes = tuple(f"etc/{p}" for p in shown.paths())
+            out[category] = (section, found, Scoped(prefixes, functools.partial(c_etc.owned, inside=shown.holds)))
         return out
 
     def deliver(self) -> int:
@@ -412,16 +422,22 @@ class Worker:
         """The report, its metrics and the fleet copy are rewritten at most once per PUBLISH_EVERY
         of activity: a storm of events is a storm of captures, not of report files."""
         was = self._due or (False, False)
+        if self._due is None:
+            self._due_since = time.monotonic()
         self._due = (was[0] or full, was[1] or changed)
         if now:  # otherwise the worker loop publishes, once this scan's capture has been let go
             self._published_at = float("-inf")
-            self.publish_due()
+            self.publish_due(force=True)
 
-    def publish_due(self) -> float | None:
+    def publish_due(self, force: bool = False) -> float | None:
         """Publish what waits if its time has come; else seconds until it has (None: nothing waits)."""
         if self._due is None or self.declared is None:
             return None
-        wait = self._published_at + PUBLISH_EVERY - time.monotonic()
+        now = time.monotonic()
+        wait = self._published_at + PUBLISH_EVERY - now
+        if not force and now - self._due_since < PUBLISH_LATEST:
+            quiet, latest = self._idle_since + PUBLISH_QUIET - now, self._due_since + PUBLISH_LATEST - now
+            wait = max(wait, min(quiet, latest))
         if wait > 0:
             return wait
         (full, changed), self._due = self._due, None
