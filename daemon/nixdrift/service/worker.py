@@ -45,6 +45,8 @@ PUBLISH_EVERY = 1.0  # seconds: the report files and metrics at most this often
 # findings takes longer than an edit's capture: it must not stand between two edits and their
 # alerts), but never later than PUBLISH_LATEST after the change it shows
 PUBLISH_QUIET = 0.4
+STORM_GAP = 0.05  # seconds: a scoped job taken this soon after the last one ended is part of a storm
+GATHER = 0.3  # seconds a storm's scoped job waits for more events to merge into it
 PUBLISH_LATEST = 5.0
 SCOPED = frozenset({Category.ETC})  # categories an event re-captures at its paths only
 DELIVER_BATCH = 100  # alerts sent between two marks of delivery (a crash repeats at most these)
@@ -194,6 +196,8 @@ class Worker:
             wait: float | None = None
             while not stop.is_set():
                 job = pending.take(timeout=min(0.5, wait) if wait is not None else 0.5)
+                if job is not None and job.scoped and time.monotonic() - self._idle_since < STORM_GAP:
+                    job = self._gather(job, pending)
                 if job is not None and not stop.is_set() and (job.categories or job.full or job.reevaluate):
                     self.run(job)
                 wait = self.publish_due()
@@ -203,6 +207,17 @@ class Worker:
 
         self._thread = threading.Thread(target=loop, name="nixdrift-worker", daemon=True)
         self._thread.start()
+
+    def _gather(self, job: Job, pending: Pending) -> Job:
+        """Events keep coming (this job was waiting as the last one ended): take what arrives for
+        GATHER more before capturing, so a storm is a few captures, each with its bursts coalesced
+        into one alert per directory, not a capture per handful of paths. A lone edit never waits."""
+        deadline = time.monotonic() + GATHER
+        while (left := deadline - time.monotonic()) > 0:
+            more = pending.take(timeout=left)
+            if more is not None:
+                job = job.merge(more)
+        return job
 
     def alive(self) -> bool:
         return self._thread is not None and self._thread.is_alive()
@@ -399,9 +414,8 @@ class Worker:
             if category is not Category.ETC:
                 continue
             try:
-                scope = etc_paths.scope_of(self.root, rels)
-                if scope is None:
-                    continue
+                # None: only /etc itself was named (its listing changed): its children have events
+                scope = etc_paths.scope_of(self.root, rels) or etc_paths.Scope(frozenset(), frozenset())
                 section = etc_paths.capture_paths(self.root, declared, scope)
                 if section.unavailable is not None or section.data is None:
                     continue
