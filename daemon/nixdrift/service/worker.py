@@ -366,6 +366,11 @@ class Worker:
         sections = {**compared.sections, **{c: s for c, (s, _f, _o) in parts.items()}}
         findings = [*compared.findings, *(f for _s, fs, _o in parts.values() for f in fs)]
         report = pipeline.build_report(declared, self.root, sections, findings, self.opts.policy)
+        # the history needs of a section only whether it was read and its problems: what was read
+        # (all of /etc in a storm) and the comparators' own copies go before the history is written
+        sections = {c: Section(c, None, sec.unavailable, sec.problems) for c, sec in sections.items()}
+        owners = {c: owner for c, (_s, _f, owner) in parts.items()}
+        del captured, compared, findings, parts
         budget = [MAX_ATTRIBUTIONS]
 
         def attribute(f: Any) -> str:
@@ -375,7 +380,6 @@ class Worker:
             return attribution.attribute(self.root, f, job.at or time.time())
 
         source = Source.REALTIME if job.realtime and not job.full else Source.SCAN
-        owners = {c: owner for c, (_s, _f, owner) in parts.items()}
         outcome = self.tracker.reconcile(sections, report.findings, source=source, attribute=attribute, scoped=owners)
         self.checkpoint("record")  # recorded, alerts queued, none delivered yet
         self.deliver()
@@ -386,13 +390,13 @@ class Worker:
         for c in whole:  # a category captured at a few paths is not captured: its interval still runs
             self.scan_durations[c.value] = duration
             self.captured_at[c.value] = now
-        if categories >= frozenset(TABLE) and not parts:
+        if categories >= frozenset(TABLE) and not owners:
             self.last_full_scan = now
         if self.on_scanned is not None and whole:
             self.on_scanned(frozenset(whole))
         self.last_scan = (now, job.reason)
         at = (
-            "".join(f" ({c.value} at {len(p)} path(s))" for c, p in sorted(scoped.items()) if c in parts)
+            "".join(f" ({c.value} at {len(p)} path(s))" for c, p in sorted(scoped.items()) if c in owners)
             if scoped
             else ""
         )
