@@ -12,7 +12,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from daemon_harness import Daemon
+from daemon_harness import Daemon, wait_for
 from daemon_host import build_host
 
 pytestmark = [pytest.mark.nix, pytest.mark.skipif(shutil.which("nix") is None, reason="needs nix")]
@@ -62,7 +62,12 @@ def test_an_edit_alerts_among_15000_known_findings_and_touches_only_its_own(tmp_
     assert alert.id == "etc/sudoers.d/99-mallory"
     assert alert.severity in ("high", "critical")  # etc-sensitive, not a plain unmanaged file
     # the event was judged at its paths, not by capturing all of /etc again
-    assert any("scanned etc (etc at" in x for x in d.lines[seen:]), "\n".join(d.lines[seen:])
+    # (the worker logs the scan after it delivered the alert: wait for the line, with a deadline)
+    wait_for(
+        lambda: any("scanned etc (etc at" in x for x in list(d.lines)[seen:]),
+        30,
+        "a scan of etc at the event's paths; got:\n" + "\n".join(d.lines[seen:]),
+    )
 
     host.etc("motd").write_text("edited by hand\n")  # a managed copy: its finding is "changed"
     d.wait_alert(timeout=60, event="new", path="/etc/motd")
