@@ -20,3 +20,15 @@ def exit_code(report: Report) -> int:
     if report.at_or_above_threshold():
         return 1
     return 2 if unavailable(report) else 0
+
+
+def not_scanned_line(report: Report, code: int) -> str | None:
+    """The stderr line naming the categories nobody judged, or None when every one was scanned: an
+    output without findings is then not a clean bill (exit 2), and drift found beside them may not
+    be all of it."""
+    missing = unavailable(report)
+    if not missing:
+        return None
+    names = ", ".join(c.value for c in missing)
+    verdict = "no drift found in the rest: exit 2, not clean" if code == 2 else "the drift found may be partial"
+    return f"nixdrift: not scanned: {names} (unavailable, see categories); {verdict}"

@@ -135,13 +135,11 @@ def exit_status(report: Report) -> int:
     """The scan's exit code, with one line on stderr naming the categories that could not be
     scanned: an output without findings is then not a clean bill (exit 2), and drift found beside
     them may not be all of it."""
-    from nixdrift.verdict import exit_code, unavailable  # not the pipeline: a stored report loads no collector
+    from nixdrift.verdict import exit_code, not_scanned_line  # not the pipeline: a stored report loads no collector
 
     code = exit_code(report)
-    if missing := unavailable(report):
-        names = ", ".join(c.value for c in missing)
-        verdict = "no drift found in the rest: exit 2, not clean" if code == 2 else "the drift found may be partial"
-        print(f"nixdrift: not scanned: {names} (unavailable, see categories); {verdict}", file=sys.stderr)
+    if line := not_scanned_line(report, code):
+        print(line, file=sys.stderr)
     return code
 
 

@@ -1,0 +1,162 @@
+"""A check's answer, ready to print.
+
+Whoever makes a report that a later `nixdrift check` may be asked again (the daemon after each report
+it writes; a check after its own scan) publishes, beside it, what `check` prints for that report:
+the text (plain and coloured), JSON and Markdown renders, the exit code and the stderr line. The next
+check whose question is the same (the same root, flake, host, threshold and configuration file) and
+whose answer is still valid prints it without loading the pipeline (`nixdrift.quick`).
+
+An answer directory holds:
+
+    answer.json               the meta, written last and atomically (a temporary file renamed)
+    answer-<token>.<name>     the renders and any extra file of that answer (e.g. "inputs")
+
+The meta says what question was answered (`question`), why the answer may still hold (`validity`:
+`{"kind": "daemon", ...}` or `{"kind": "inputs", ...}`, judged by the reader), the exit code, the
+stderr lines and, for each file, its size (a file cut short is not an answer). Every file has the
+mode of the history database (0600 in a 0700 directory): an answer says as much as the report.
+
+This module imports only the standard library at import time: `nixdrift.quick` reads answers at the
+start of a process. `publish` loads the renderers when it is called.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+from collections.abc import Mapping
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from nixdrift.models import Report
+
+MAGIC = "nixdrift-answer 1"
+META = "answer.json"
+RENDERS = ("text", "color", "json", "markdown")  # "color": the text render with colour
+DIR_MODE = 0o700
+FILE_MODE = 0o600
+
+
+def daemon_dir(state_dir: Path) -> Path:
+    """Where the daemon publishes the answer of its report."""
+    return state_dir / "answer"
+
+
+def check_dir(cache_dir: Path, root: str, flake: str, host: str) -> Path:
+    """Where a check publishes the answer of its own scan of `root` (one per root, flake and host)."""
+    import hashlib
+
+    key = hashlib.sha256("\0".join((root, flake, host)).encode("utf-8", "surrogateescape")).hexdigest()[:24]
+    return cache_dir / "answers" / key
+
+
+def version() -> str:
+    from nixdrift import __version__
+
+    return __version__
+
+
+def file_sig(path: str) -> list[int] | None:
+    """What must be unchanged for a file read then to read the same now: (device, inode, size,
+    mtime_ns, ctime_ns, mode) of its stat (links followed); None when it does not exist."""
+    try:
+        st = os.stat(path)
+    except FileNotFoundError:
+        return None
+    return [st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns, st.st_mode]
+
+
+def publish(
+    directory: Path,
+    report: Report,
+    *,
+    question: Mapping[str, Any],
+    validity: Mapping[str, Any],
+    extra: Mapping[str, bytes] | None = None,
+) -> None:
+    """Write the answer of `report` to `question` into `directory` (created 0700), replacing the one
+    there. Raises OSError when it cannot be written; an older answer is then left in place only if
+    its meta was not yet replaced (a reader never sees a half-written one)."""
+    import secrets
+
+    from nixdrift.report import render
+    from nixdrift.verdict import exit_code, not_scanned_line
+
+    code = exit_code(report)
+    line = not_scanned_line(report, code)
+    renders = {
+        "text": render(report, "text", color=False),
+        "color": render(report, "text", color=True),
+        "json": render(report, "json"),
+        "markdown": render(report, "markdown"),
+    }
+    files = {name: body.encode("utf-8", "surrogateescape") for name, body in renders.items()} | dict(extra or {})
+    directory.mkdir(parents=True, exist_ok=True, mode=DIR_MODE)
+    token = secrets.token_hex(8)
+    for name, data in files.items():
+        _write(directory / f"answer-{token}.{name}", data)
+    meta = {
+        "magic": MAGIC,
+        "version": version(),
+        "token": token,
+        "generated_at": report.generated_at,
+        "question": dict(question),
+        "validity": dict(validity),
+        "exit": code,
+        "stderr": [line] if line else [],
+        "sizes": {name: len(data) for name, data in files.items()},
+    }
+    tmp = directory / f".{META}.{token}"
+    _write(tmp, json.dumps(meta, sort_keys=True).encode("utf-8"))
+    os.replace(tmp, directory / META)
+    for old in directory.glob("answer-*.*"):  # the answers this one replaced
+        if not old.name.startswith(f"answer-{token}."):
+            with contextlib.suppress(OSError):
+                old.unlink()
+
+
+def _write(path: Path, data: bytes) -> None:
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, FILE_MODE)
+    try:
+        view = memoryview(data)
+        while view:
+            view = view[os.write(fd, view) :]
+    finally:
+        os.close(fd)
+
+
+def read(directory: Path) -> dict[str, Any] | None:
+    """The meta of the answer in `directory`, or None: none there, unreadable, damaged, or written by
+    another version of nixdrift (whose renders may differ)."""
+    try:
+        with open(directory / META, "rb") as handle:
+            meta = json.loads(handle.read(1 << 20))
+    except (OSError, ValueError):
+        return None
+    if not isinstance(meta, dict) or meta.get("magic") != MAGIC or meta.get("version") != version():
+        return None
+    if not isinstance(meta.get("token"), str) or not isinstance(meta.get("sizes"), dict):
+        return None
+    return meta
+
+
+def load(directory: Path, meta: Mapping[str, Any], name: str) -> bytes | None:
+    """One file of the answer (a render, or an extra file), or None when it is missing or not the
+    size the meta says (replaced or cut short since the meta was read)."""
+    size = meta["sizes"].get(name)
+    if not isinstance(size, int):
+        return None
+    try:
+        with open(directory / f"answer-{meta['token']}.{name}", "rb") as handle:
+            data = handle.read(size + 1)
+    except OSError:
+        return None
+    return data if len(data) == size else None
+
+
+def discard(directory: Path) -> None:
+    """Make the answer in `directory` unusable (e.g. after `nixdrift accept` changed what it says)."""
+    with contextlib.suppress(FileNotFoundError):
+        (directory / META).unlink()
