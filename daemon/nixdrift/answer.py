@@ -30,7 +30,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from nixdrift.models import Report
+    from nixdrift.config import Config
+    from nixdrift.models import Report, Severity
 
 MAGIC = "nixdrift-answer 1"
 META = "answer.json"
@@ -66,6 +67,32 @@ def file_sig(path: str) -> list[int] | None:
     except FileNotFoundError:
         return None
     return [st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns, st.st_mode]
+
+
+def question(cfg: Config, root: str, flake: str, host: str, threshold: Severity, *, nixos: bool) -> dict[str, Any]:
+    """What a report answers, as a later check compares it with its own arguments: the root (a
+    prefix, "/" for the live host), flake, host and threshold it was made for; the configuration file
+    it was made with (path and `file_sig`: a check with another, or a changed one, scans); what a
+    check without --flake, --host or --threshold would take from that configuration (`cli_flake`,
+    `cli_host`: None for the root's own host name, `cli_threshold`); whether the root was recognised
+    as NixOS (else only a check with --not-nixos-ok may use it); and the root's machine-id."""
+    machine_id = None
+    with contextlib.suppress(OSError, UnicodeDecodeError), open(os.path.join(root, "etc/machine-id"), "rb") as f:
+        machine_id = f.read(256).decode().strip() or None
+    path = str(cfg.path) if cfg.path is not None else None
+    return {
+        "root": root,
+        "flake": flake,
+        "host": host,
+        "threshold": threshold.name.lower(),
+        "config_path": path,
+        "config_sig": file_sig(path) if path is not None else None,
+        "cli_flake": cfg.flake or "/etc/nixos",
+        "cli_host": cfg.host_name,
+        "cli_threshold": cfg.alert_threshold.name.lower(),
+        "nixos": nixos,
+        "machine_id": machine_id,
+    }
 
 
 def publish(
