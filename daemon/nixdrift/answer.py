@@ -76,9 +76,11 @@ def question(cfg: Config, root: str, flake: str, host: str, threshold: Severity,
     check without --flake, --host or --threshold would take from that configuration (`cli_flake`,
     `cli_host`: None for the root's own host name, `cli_threshold`); whether the root was recognised
     as NixOS (else only a check with --not-nixos-ok may use it); and the root's machine-id."""
+    from nixdrift.rootfs import Root  # the bounded reader: a hostile root's machine-id is one more file
+
     machine_id = None
-    with contextlib.suppress(OSError, UnicodeDecodeError), open(os.path.join(root, "etc/machine-id"), "rb") as f:
-        machine_id = f.read(256).decode().strip() or None
+    with contextlib.suppress(OSError):
+        machine_id = Root.of(root).read_text("/etc/machine-id", 256).strip() or None
     path = str(cfg.path) if cfg.path is not None else None
     return {
         "root": root,
