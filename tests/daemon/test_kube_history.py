@@ -20,9 +20,8 @@ from typing import Any
 import pytest
 from test_journald import parse as parse_datagram
 
-from kube.conftest import wait_for, write_kubeconfig
-from kube.kubeapi import FakeCluster
-from kube.test_kube_drift import DATA, apply_all, git
+from kube.conftest import no_proxy, wait_for, write_kubeconfig
+from kube.kubeapi import FakeCluster, running_cluster, shop_repo
 from nixdrift.config import parse as parse_config
 from nixdrift.kube.scan import KubeOptions
 from nixdrift.kube.schedule import KubeScheduler, start_from_config
@@ -70,29 +69,17 @@ class Journal:
 
 @pytest.fixture(autouse=True)
 def _no_proxy(monkeypatch: pytest.MonkeyPatch) -> None:
-    for name in ("http_proxy", "https_proxy", "all_proxy", "HTTP_PROXY", "HTTPS_PROXY", "ALL_PROXY"):
-        monkeypatch.delenv(name, raising=False)
-    monkeypatch.setenv("NO_PROXY", "127.0.0.1,localhost")
+    no_proxy(monkeypatch)
 
 
 @pytest.fixture
 def cluster() -> Iterator[FakeCluster]:
-    c = FakeCluster()
-    c.start()
-    c.with_system_objects()
-    yield c
-    c.stop()
+    yield from running_cluster()
 
 
 @pytest.fixture
 def manifests(tmp_path: Path, cluster: FakeCluster) -> Path:
-    dest = tmp_path / "manifests"
-    shutil.copytree(DATA / "shop", dest)
-    git(dest, "init", "-q")
-    git(dest, "add", ".")
-    git(dest, "commit", "-q", "-m", "shop")
-    apply_all(cluster, dest)
-    return dest
+    return shop_repo(tmp_path, cluster)
 
 
 @pytest.fixture

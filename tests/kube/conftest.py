@@ -12,7 +12,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pytest
 import yaml
@@ -20,18 +20,25 @@ import yaml
 from nixdrift.models import Category, Finding, FlakeInfo, Generations, Kind, Report, Severity
 from nixdrift.models import Fix as FixRecord
 
+if TYPE_CHECKING:  # kubeapi imports this module: its helpers are imported where a fixture runs
+    from kube.kubeapi import FakeCluster
+
 DATA = Path(__file__).parent / "data"
 TOP = Path(__file__).resolve().parents[2]
 STORE = "/nix/store/0123456789abcdfghijklmnpqrsvwxyz-nixos-system-web1-24.05"
 
 
-@pytest.fixture(autouse=True)
-def _no_proxy(monkeypatch: pytest.MonkeyPatch) -> None:
+def no_proxy(monkeypatch: pytest.MonkeyPatch) -> None:
     """Requests to the local endpoint must never go through a proxy from the environment."""
     for name in ("http_proxy", "https_proxy", "all_proxy", "HTTP_PROXY", "HTTPS_PROXY", "ALL_PROXY"):
         monkeypatch.delenv(name, raising=False)
     monkeypatch.setenv("NO_PROXY", "127.0.0.1,localhost")
     monkeypatch.setenv("no_proxy", "127.0.0.1,localhost")
+
+
+@pytest.fixture(autouse=True)
+def _no_proxy(monkeypatch: pytest.MonkeyPatch) -> None:
+    no_proxy(monkeypatch)
 
 
 def make_finding(
@@ -322,3 +329,19 @@ def wait_for(condition: Callable[[], Any], timeout: float = 10.0, what: str = "c
 @pytest.fixture
 def poll() -> Callable[..., Any]:
     return wait_for
+
+
+@pytest.fixture
+def cluster() -> Iterator[FakeCluster]:
+    """The local API server with the kube-system objects a real cluster has."""
+    from kube.kubeapi import running_cluster
+
+    yield from running_cluster()
+
+
+@pytest.fixture
+def shop(tmp_path: Path, cluster: FakeCluster) -> Path:
+    """The shop's manifests, committed in git and applied to the cluster."""
+    from kube.kubeapi import shop_repo
+
+    return shop_repo(tmp_path, cluster)

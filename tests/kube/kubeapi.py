@@ -20,19 +20,22 @@ import base64
 import copy
 import itertools
 import json
+import shutil
+import subprocess
 import threading
 import urllib.parse
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
 from typing import Any
 
 import yaml
 
-from kube.conftest import Request
+from kube.conftest import DATA, Request
 from nixdrift.kube import quantity
 
 # kind -> (group ("" for core), version, plural, namespaced)
@@ -685,3 +688,44 @@ def _merge(target: dict[str, Any], patch: dict[str, Any]) -> None:
 def _status_body(code: int, reason: str, message: str) -> dict[str, Any]:
     return {"kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Failure", "message": message,
             "reason": reason, "code": code}  # fmt: skip
+
+
+def running_cluster(*, system: bool = True) -> Iterator[FakeCluster]:
+    """A started cluster (with the kube-system objects every real cluster has, unless `system` is
+    False), stopped when the fixture that yields from this ends."""
+    c = FakeCluster()
+    c.start()
+    if system:
+        c.with_system_objects()
+    try:
+        yield c
+    finally:
+        c.stop()
+
+
+def git(repo: Path, *args: str) -> None:
+    subprocess.run(
+        ["git", "-C", str(repo), "-c", "user.name=t", "-c", "user.email=t@example.org", *args],
+        check=True,
+        capture_output=True,
+    )
+
+
+def apply_all(cluster: FakeCluster, directory: Path) -> None:
+    for path in sorted(directory.glob("*.yaml")):
+        for doc in yaml.safe_load_all(path.read_text()):
+            for item in doc["items"] if doc["kind"] == "List" else [doc]:
+                cluster.apply(item)
+
+
+def shop_repo(tmp_path: Path, cluster: FakeCluster, edit: Callable[[Path], None] | None = None) -> Path:
+    """The shop's manifests (changed by `edit` first, if given), committed in git and applied."""
+    dest = tmp_path / "manifests"
+    shutil.copytree(DATA / "shop", dest)
+    if edit is not None:
+        edit(dest)
+    git(dest, "init", "-q")
+    git(dest, "add", ".")
+    git(dest, "commit", "-q", "-m", "shop")
+    apply_all(cluster, dest)
+    return dest

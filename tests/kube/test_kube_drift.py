@@ -10,57 +10,17 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import subprocess
 import sys
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-import pytest
 import yaml
 
 from kube.conftest import write_kubeconfig
 from kube.kubeapi import FakeCluster
 
-DATA = Path(__file__).parent / "data"
 NIXDRIFT = [sys.executable, "-m", "nixdrift"]
-
-
-@pytest.fixture
-def cluster() -> Iterator[FakeCluster]:
-    c = FakeCluster()
-    c.start()
-    c.with_system_objects()
-    yield c
-    c.stop()
-
-
-def git(repo: Path, *args: str) -> None:
-    subprocess.run(
-        ["git", "-C", str(repo), "-c", "user.name=t", "-c", "user.email=t@example.org", *args],
-        check=True,
-        capture_output=True,
-    )
-
-
-def apply_all(cluster: FakeCluster, directory: Path) -> None:
-    for path in sorted(directory.glob("*.yaml")):
-        for doc in yaml.safe_load_all(path.read_text()):
-            for item in doc["items"] if doc["kind"] == "List" else [doc]:
-                cluster.apply(item)
-
-
-@pytest.fixture
-def shop(tmp_path: Path, cluster: FakeCluster) -> Path:
-    """The shop's manifests, committed in git and applied to the cluster."""
-    dest = tmp_path / "manifests"
-    shutil.copytree(DATA / "shop", dest)
-    git(dest, "init", "-q")
-    git(dest, "add", ".")
-    git(dest, "commit", "-q", "-m", "shop")
-    apply_all(cluster, dest)
-    return dest
 
 
 def kube(manifests: Path, kubeconfig: Path, *args: str) -> subprocess.CompletedProcess[str]:

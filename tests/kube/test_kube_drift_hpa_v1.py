@@ -4,15 +4,12 @@ its maxReplicas still found."""
 
 from __future__ import annotations
 
-import shutil
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
 from kube.conftest import write_kubeconfig
-from kube.kubeapi import FakeCluster
-from kube.test_kube_drift import DATA, apply_all, git
+from kube.kubeapi import FakeCluster, shop_repo
 from nixdrift.kube.scan import KubeOptions, scan
 from nixdrift.models import Report, Severity
 from nixdrift.sinks.kube import api_client
@@ -45,28 +42,16 @@ spec:
 
 
 @pytest.fixture
-def cluster() -> Iterator[FakeCluster]:
-    c = FakeCluster()
-    c.start()
-    c.with_system_objects()
-    yield c
-    c.stop()
-
-
-@pytest.fixture
 def manifests(tmp_path: Path, cluster: FakeCluster) -> Path:
     """The shop with its web HPA written as v1 (a cpu target) and a v1 HPA without one, applied."""
-    dest = tmp_path / "manifests"
-    shutil.copytree(DATA / "shop", dest)
-    web = dest / "web.yaml"
-    assert V2_HPA in web.read_text()
-    web.write_text(web.read_text().replace(V2_HPA, V1_HPA))
-    (dest / "worker-hpa.yaml").write_text(V1_WORKER)
-    git(dest, "init", "-q")
-    git(dest, "add", ".")
-    git(dest, "commit", "-q", "-m", "shop")
-    apply_all(cluster, dest)
-    return dest
+
+    def as_v1(dest: Path) -> None:
+        web = dest / "web.yaml"
+        assert V2_HPA in web.read_text()
+        web.write_text(web.read_text().replace(V2_HPA, V1_HPA))
+        (dest / "worker-hpa.yaml").write_text(V1_WORKER)
+
+    return shop_repo(tmp_path, cluster, as_v1)
 
 
 def check(cluster: FakeCluster, manifests: Path, tmp_path: Path) -> Report:

@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 
 from kube.conftest import write_kubeconfig
-from kube.kubeapi import FakeCluster, canonical
+from kube.kubeapi import FakeCluster, canonical, running_cluster
 from nixdrift.kube import quantity
 from nixdrift.kube.attribution import attribute
 from nixdrift.kube.diff import Change, Item, diff
@@ -22,10 +22,7 @@ from nixdrift.sinks.kube import api_client
 
 @pytest.fixture
 def cluster() -> Iterator[FakeCluster]:
-    c = FakeCluster()
-    c.start()
-    yield c
-    c.stop()
+    yield from running_cluster(system=False)
 
 
 @pytest.fixture

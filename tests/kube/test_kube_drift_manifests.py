@@ -10,7 +10,9 @@ from pathlib import Path
 
 import pytest
 
-from kube.test_kube_drift import DATA, NIXDRIFT, git
+from kube.conftest import DATA
+from kube.kubeapi import git
+from kube.test_kube_drift import NIXDRIFT
 from nixdrift.kube.manifests import ManifestError, load
 from nixdrift.kube.model import ObjectKey
 

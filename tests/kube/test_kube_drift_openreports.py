@@ -14,8 +14,8 @@ import pytest
 import yaml
 
 from kube.conftest import DATA, TOP, FakeAPI, _strict, wait_for, write_kubeconfig
-from kube.kubeapi import FakeCluster
-from kube.test_kube_drift import apply_all, git, kube, seed_drift
+from kube.kubeapi import FakeCluster, apply_all, git
+from kube.test_kube_drift import kube, seed_drift
 from nixdrift.config import KubernetesConfig, parse
 from nixdrift.errors import ConfigError
 from nixdrift.kube.scan import KubeOptions, scan

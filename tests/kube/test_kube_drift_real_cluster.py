@@ -19,7 +19,8 @@ from pathlib import Path
 import pytest
 import yaml
 
-from kube.test_kube_drift import DATA, by_id, kube, report_of
+from kube.conftest import DATA
+from kube.test_kube_drift import by_id, kube, report_of
 
 KUBECONFIG = os.environ.get("NIXDRIFT_TEST_KUBECONFIG")
 

@@ -4,7 +4,6 @@ a dry run the API server refuses stops the revert."""
 
 from __future__ import annotations
 
-import shutil
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -12,27 +11,13 @@ from typing import Any
 import pytest
 
 from kube.conftest import write_kubeconfig
-from kube.kubeapi import FakeCluster
-from kube.test_kube_drift import DATA, apply_all, by_id, git, kube, report_of
+from kube.kubeapi import FakeCluster, running_cluster
+from kube.test_kube_drift import by_id, kube, report_of
 
 
 @pytest.fixture
 def cluster() -> Iterator[FakeCluster]:
-    c = FakeCluster()
-    c.start()
-    yield c
-    c.stop()
-
-
-@pytest.fixture
-def shop(tmp_path: Path, cluster: FakeCluster) -> Path:
-    dest = tmp_path / "manifests"
-    shutil.copytree(DATA / "shop", dest)
-    git(dest, "init", "-q")
-    git(dest, "add", ".")
-    git(dest, "commit", "-q", "-m", "shop")
-    apply_all(cluster, dest)
-    return dest
+    yield from running_cluster(system=False)
 
 
 APP: list[str | dict[str, Any]] = ["spec", "template", "spec", "containers", {"name": "app"}]

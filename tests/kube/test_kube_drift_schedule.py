@@ -5,9 +5,7 @@ is a finding and a metric) and the thread started from the `kube:` config."""
 from __future__ import annotations
 
 import json
-import shutil
 import threading
-from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -16,7 +14,6 @@ import pytest
 
 from kube.conftest import FakeAPI, wait_for, write_kubeconfig
 from kube.kubeapi import FakeCluster
-from kube.test_kube_drift import DATA, apply_all, git
 from nixdrift.config import KUBE_DEFAULT_INTERVALS, parse
 from nixdrift.kube.scan import KubeOptions, scan
 from nixdrift.kube.schedule import KubeScheduler, start_from_config
@@ -33,30 +30,10 @@ class Clock:
 
 
 @pytest.fixture
-def cluster() -> Iterator[FakeCluster]:
-    c = FakeCluster()
-    c.start()
-    c.with_system_objects()
-    yield c
-    c.stop()
-
-
-@pytest.fixture
-def manifests(tmp_path: Path, cluster: FakeCluster) -> Path:
-    dest = tmp_path / "manifests"
-    shutil.copytree(DATA / "shop", dest)
-    git(dest, "init", "-q")
-    git(dest, "add", ".")
-    git(dest, "commit", "-q", "-m", "shop")
-    apply_all(cluster, dest)
-    return dest
-
-
-@pytest.fixture
-def scheduler(cluster: FakeCluster, manifests: Path, tmp_path: Path) -> KubeScheduler:
+def scheduler(cluster: FakeCluster, shop: Path, tmp_path: Path) -> KubeScheduler:
     kubeconfig = write_kubeconfig(tmp_path / "kubeconfig", cluster.url)
     return KubeScheduler(
-        opts=KubeOptions(manifests=manifests, cluster_name="prod"),
+        opts=KubeOptions(manifests=shop, cluster_name="prod"),
         intervals=dict(KUBE_DEFAULT_INTERVALS),
         clock=Clock(),
         api=api_client(str(kubeconfig)),
@@ -163,12 +140,12 @@ def test_a_run_never_overlaps_the_next(scheduler: KubeScheduler) -> None:
     assert "nixdrift_kube_check_skipped_overlaps_total 1" in scheduler.metrics_text()
 
 
-def test_the_daemon_starts_the_checks_from_the_config(cluster: FakeCluster, manifests: Path, tmp_path: Path) -> None:
+def test_the_daemon_starts_the_checks_from_the_config(cluster: FakeCluster, shop: Path, tmp_path: Path) -> None:
     kubeconfig = write_kubeconfig(tmp_path / "kubeconfig", cluster.url)
     cluster.delete("ConfigMap", "shop", "web-config")
     cfg = parse(
         f"reportDir: {tmp_path / 'reports'}\n"
-        f"kube:\n  enable: true\n  manifests: {manifests}\n  kubeconfig: {kubeconfig}\n  cluster: prod\n"
+        f"kube:\n  enable: true\n  manifests: {shop}\n  kubeconfig: {kubeconfig}\n  cluster: prod\n"
         "  intervals: {kube-rbac: 60}\n"
     )
     assert cfg.kube.intervals["kube-rbac"] == 60 and cfg.kube.intervals["full"] == 21600
@@ -195,15 +172,13 @@ def test_kube_intervals_reject_unknown_checks() -> None:
         parse("kube:\n  intervals: {kube-rabc: 60}\n")
 
 
-def test_the_daemon_reverts_low_severity_drift_when_asked(
-    cluster: FakeCluster, manifests: Path, tmp_path: Path
-) -> None:
+def test_the_daemon_reverts_low_severity_drift_when_asked(cluster: FakeCluster, shop: Path, tmp_path: Path) -> None:
     kubeconfig = write_kubeconfig(tmp_path / "kubeconfig", cluster.url)
     cluster.edit("Deployment", "shop", "worker", ["spec", "replicas"], 4, manager="kubectl")
     cluster.edit("CronJob", "shop", "backup", ["spec", "suspend"], True)  # high: never reverted automatically
     cfg = parse(
         f"reportDir: {tmp_path / 'reports'}\n"
-        f"kube:\n  enable: true\n  autoRemediate: true\n  manifests: {manifests}\n  kubeconfig: {kubeconfig}\n"
+        f"kube:\n  enable: true\n  autoRemediate: true\n  manifests: {shop}\n  kubeconfig: {kubeconfig}\n"
     )
     checks = start_from_config(cfg, tmp_path / "state")
     assert checks is not None
@@ -225,10 +200,10 @@ def test_a_host_report_lists_no_cluster_category() -> None:
     assert not [c for c in metrics_json(report)["by_category"] if c.startswith("kube-")]
 
 
-def test_credentials_that_do_not_load_make_every_check_fail_loudly(manifests: Path, tmp_path: Path) -> None:
+def test_credentials_that_do_not_load_make_every_check_fail_loudly(shop: Path, tmp_path: Path) -> None:
     cfg = parse(
         f"reportDir: {tmp_path / 'reports'}\n"
-        f"kube:\n  enable: true\n  manifests: {manifests}\n  kubeconfig: {tmp_path / 'missing'}\n"
+        f"kube:\n  enable: true\n  manifests: {shop}\n  kubeconfig: {tmp_path / 'missing'}\n"
     )
     checks = start_from_config(cfg, tmp_path / "state")  # the daemon starts anyway: hosts are still watched
     assert checks is not None
@@ -246,7 +221,7 @@ def test_credentials_that_do_not_load_make_every_check_fail_loudly(manifests: Pa
 
 
 def test_first_seen_and_count_survive_a_restart(
-    cluster: FakeCluster, manifests: Path, tmp_path: Path, scheduler: KubeScheduler
+    cluster: FakeCluster, shop: Path, tmp_path: Path, scheduler: KubeScheduler
 ) -> None:
     from datetime import UTC, datetime, timedelta
 
@@ -282,7 +257,7 @@ def test_first_seen_and_count_survive_a_restart(
 
 
 def test_the_daemon_publishes_one_report_per_namespace_to_the_fleet_cluster(
-    cluster: FakeCluster, manifests: Path, tmp_path: Path, fake_api: FakeAPI
+    cluster: FakeCluster, shop: Path, tmp_path: Path, fake_api: FakeAPI
 ) -> None:
     checked = write_kubeconfig(tmp_path / "checked", cluster.url)
     fleet = write_kubeconfig(tmp_path / "fleet", fake_api.url)
@@ -290,7 +265,7 @@ def test_the_daemon_publishes_one_report_per_namespace_to_the_fleet_cluster(
     cfg = parse(
         f"reportDir: {tmp_path / 'reports'}\nreportFormat: both\n"
         f"kubernetes: {{enable: true, kubeconfig: {fleet}, namespace: fleet}}\n"
-        f"kube:\n  enable: true\n  manifests: {manifests}\n  kubeconfig: {checked}\n  cluster: prod\n"
+        f"kube:\n  enable: true\n  manifests: {shop}\n  kubeconfig: {checked}\n  cluster: prod\n"
     )
     checks = start_from_config(cfg, tmp_path / "state")
     assert checks is not None
@@ -304,6 +279,6 @@ def test_the_daemon_publishes_one_report_per_namespace_to_the_fleet_cluster(
         "/apis/wgpolicyk8s.io/v1alpha2/namespaces/fleet/policyreports/kube-prod",
         "/apis/wgpolicyk8s.io/v1alpha2/namespaces/shop/policyreports/kube-prod",
     ]
-    shop = next(p.json() for p in patches if p.path.endswith("shop/policyreports/kube-prod"))
-    assert [r["rule"] for r in shop["results"]] == ["kube-network-policies/shop/NetworkPolicy/default-deny/missing"]
+    shop_pr = next(p.json() for p in patches if p.path.endswith("shop/policyreports/kube-prod"))
+    assert [r["rule"] for r in shop_pr["results"]] == ["kube-network-policies/shop/NetworkPolicy/default-deny/missing"]
     assert not [r for r in cluster.requests if r.method == "PATCH"]  # nothing written to the checked cluster
