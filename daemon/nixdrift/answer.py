@@ -22,14 +22,15 @@ start of a process. `publish` loads the renderers when it is called.
 
 from __future__ import annotations
 
-import contextlib
 import json
 import os
-from collections.abc import Mapping
-from pathlib import Path
-from typing import TYPE_CHECKING, Any
 
+TYPE_CHECKING = False  # not typing's: importing typing (and pathlib) would cost the quick path ~15 ms
 if TYPE_CHECKING:
+    from collections.abc import Mapping
+    from pathlib import Path
+    from typing import Any
+
     from nixdrift.config import Config
     from nixdrift.models import Report, Severity
 
@@ -40,17 +41,43 @@ DIR_MODE = 0o700
 FILE_MODE = 0o600
 
 
+DAEMON_SUBDIR = "answer"  # below the daemon's state directory
+CHECKS_SUBDIR = "answers"  # below the cache directory, one directory per check_key
+
+
 def daemon_dir(state_dir: Path) -> Path:
     """Where the daemon publishes the answer of its report."""
-    return state_dir / "answer"
+    return state_dir / DAEMON_SUBDIR
 
 
 def check_dir(cache_dir: Path, root: str, flake: str, host: str) -> Path:
     """Where a check publishes the answer of its own scan of `root` (one per root, flake and host)."""
+    return cache_dir / CHECKS_SUBDIR / check_key(root, flake, host)
+
+
+def check_key(root: str, flake: str, host: str) -> str:
     import hashlib
 
-    key = hashlib.sha256("\0".join((root, flake, host)).encode("utf-8", "surrogateescape")).hexdigest()[:24]
-    return cache_dir / "answers" / key
+    return hashlib.sha256("\0".join((root, flake, host)).encode("utf-8", "surrogateescape")).hexdigest()[:24]
+
+
+def cache_path() -> str:
+    """The evaluation cache's default directory, as a string: $XDG_CACHE_HOME/nixdrift, else
+    ~/.cache/nixdrift (RuntimeError when there is no home directory, as `Path.home()`)."""
+    base = os.environ.get("XDG_CACHE_HOME")
+    if not base:
+        home = os.path.expanduser("~")
+        if home.startswith("~"):
+            raise RuntimeError("Could not determine home directory.")
+        base = os.path.join(home, ".cache")
+    return os.path.join(base, "nixdrift")
+
+
+def default_cache_dir() -> Path:
+    """The evaluation cache's default directory (also where checks publish their answers)."""
+    from pathlib import Path
+
+    return Path(cache_path())
 
 
 def version() -> str:
@@ -75,7 +102,10 @@ def question(cfg: Config, root: str, flake: str, host: str, threshold: Severity,
     it was made with (path and `file_sig`: a check with another, or a changed one, scans); what a
     check without --flake, --host or --threshold would take from that configuration (`cli_flake`,
     `cli_host`: None for the root's own host name, `cli_threshold`); whether the root was recognised
-    as NixOS (else only a check with --not-nixos-ok may use it); and the root's machine-id."""
+    as NixOS (else only a check with --not-nixos-ok may use it); the root's machine-id; and the
+    configuration's stateDir (`cli_state_dir`: where a check without --state-dir looks)."""
+    import contextlib
+
     from nixdrift.rootfs import Root  # the bounded reader: a hostile root's machine-id is one more file
 
     machine_id = None
@@ -94,6 +124,7 @@ def question(cfg: Config, root: str, flake: str, host: str, threshold: Severity,
         "cli_threshold": cfg.alert_threshold.name.lower(),
         "nixos": nixos,
         "machine_id": machine_id,
+        "cli_state_dir": cfg.state_dir,
     }
 
 
@@ -108,6 +139,7 @@ def publish(
     """Write the answer of `report` to `question` into `directory` (created 0700), replacing the one
     there. Raises OSError when it cannot be written; an older answer is then left in place only if
     its meta was not yet replaced (a reader never sees a half-written one)."""
+    import contextlib
     import secrets
 
     from nixdrift.report import render
@@ -156,29 +188,29 @@ def _write(path: Path, data: bytes) -> None:
         os.close(fd)
 
 
-def read(directory: Path) -> dict[str, Any] | None:
+def read(directory: Path | str) -> dict[str, Any] | None:
     """The meta of the answer in `directory`, or None: none there, unreadable, damaged, or written by
     another version of nixdrift (whose renders may differ)."""
     try:
-        with open(directory / META, "rb") as handle:
+        with open(os.path.join(directory, META), "rb") as handle:
             meta = json.loads(handle.read(1 << 20))
     except (OSError, ValueError):
         return None
     if not isinstance(meta, dict) or meta.get("magic") != MAGIC or meta.get("version") != version():
         return None
-    if not isinstance(meta.get("token"), str) or not isinstance(meta.get("sizes"), dict):
+    if not isinstance(meta.get("token"), str) or not meta["token"].isalnum() or not isinstance(meta.get("sizes"), dict):
         return None
     return meta
 
 
-def load(directory: Path, meta: Mapping[str, Any], name: str) -> bytes | None:
+def load(directory: Path | str, meta: Mapping[str, Any], name: str) -> bytes | None:
     """One file of the answer (a render, or an extra file), or None when it is missing or not the
     size the meta says (replaced or cut short since the meta was read)."""
     size = meta["sizes"].get(name)
     if not isinstance(size, int):
         return None
     try:
-        with open(directory / f"answer-{meta['token']}.{name}", "rb") as handle:
+        with open(os.path.join(directory, f"answer-{meta['token']}.{name}"), "rb") as handle:
             data = handle.read(size + 1)
     except OSError:
         return None
@@ -187,5 +219,7 @@ def load(directory: Path, meta: Mapping[str, Any], name: str) -> bytes | None:
 
 def discard(directory: Path) -> None:
     """Make the answer in `directory` unusable (e.g. after `nixdrift accept` changed what it says)."""
+    import contextlib
+
     with contextlib.suppress(FileNotFoundError):
         (directory / META).unlink()

@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from nixdrift import __version__
+from nixdrift.answer import default_cache_dir as default_cache_dir  # its home: the quick path reads it too
 from nixdrift.declared import gitindex, nix
 from nixdrift.declared.model import DeclaredState
 from nixdrift.errors import EvaluationError, ToolMissingError
@@ -33,11 +34,6 @@ log = logging.getLogger(__name__)
 @functools.cache
 def projection_text() -> str:
     return resources.files("nixdrift.declared").joinpath("projection.nix").read_text()
-
-
-def default_cache_dir() -> Path:
-    base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
-    return Path(base) / "nixdrift"
 
 
 @dataclass(frozen=True, slots=True)
