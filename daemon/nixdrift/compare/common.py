@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 
-from nixdrift.models import Category, Finding, Fix, Kind
+from nixdrift.models import Category, Finding, Fix, Kind, Severity
 from nixdrift.policy import rule
 from nixdrift.redact import strip_userinfo
 from nixdrift.text import display, nix_attr, nix_str, printable, quote, sh
@@ -47,8 +47,11 @@ def finding(
     safe: bool = False,
     reason: str = "",
     evidence: Mapping[str, str] | None = None,
+    graded: tuple[Severity, str] | None = None,
 ) -> Finding:
-    severity, impact = rule(rule_name)
+    """A finding; its severity and impact are the policy rule's (`graded`: a table of rules of its
+    own, such as the Kubernetes checks')."""
+    severity, impact = graded if graded is not None else rule(rule_name)
     if not safe and not reason:
         reason = "reverting by hand needs a decision" if command else "no automatic revert exists"
     return Finding(

@@ -7,9 +7,8 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 
-from nixdrift.compare.common import sanitized
-from nixdrift.models import Category, Finding, Fix, Kind, Severity
-from nixdrift.redact import strip_userinfo
+from nixdrift.compare.common import finding
+from nixdrift.models import Category, Finding, Kind, Severity
 
 C, H, M, L = Severity.CRITICAL, Severity.HIGH, Severity.MEDIUM, Severity.LOW
 
@@ -67,18 +66,18 @@ def kfinding(
     safe: bool = False,
     evidence: Mapping[str, str] | None = None,
 ) -> Finding:
-    severity, impact = RULES[rule_name]
-    reason = "" if safe else ("only low-severity drift is reverted automatically" if command else "")
-    return Finding(
-        id=sanitized(id),
+    return finding(
+        rule_name=rule_name,
+        id=id,
         category=category,
-        subject=sanitized(subject),
+        subject=subject,
         kind=kind,
-        expected=sanitized(expected),
-        actual=sanitized(actual),
-        message=sanitized(message),
-        impact=impact,
-        severity=severity,
-        fix=Fix(nix="", command=strip_userinfo(command), safe=safe, reason=reason or "no automatic revert exists"),
-        evidence={"rule": rule_name, **{k: sanitized(v) for k, v in (evidence or {}).items()}},
+        expected=expected,
+        actual=actual,
+        message=message,
+        command=command,
+        safe=safe,
+        reason="only low-severity drift is reverted automatically" if command and not safe else "",
+        evidence=evidence,
+        graded=RULES[rule_name],
     )
