@@ -13,7 +13,7 @@ import hashlib
 import json
 import os
 import shutil
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -36,12 +36,9 @@ def _chown(path: Path, uid: int, gid: int) -> None:
         os.lchown(path, uid, gid)
 
 
-def setup_etc(root: Path, static: str) -> list[str]:
-    """setup-etc.pl: /etc/static, a /etc symlink per entry, copies for entries with a .mode."""
-    etc = root / "etc"
-    etc.mkdir(parents=True, exist_ok=True)
-    symlink(root, "/etc/static", static)
-    copied: list[str] = []
+def _static_entries(static: str, into: Path) -> Iterator[tuple[str, Path, str | None]]:
+    """The links of an etc tree in the store, in order, as (path below /etc, the link, its `.mode`
+    sidecar's word or None); its directories are made below `into` on the way."""
     for dirpath, dirnames, filenames in os.walk(static):
         dirnames.sort()
         rel_dir = os.path.relpath(dirpath, static)
@@ -50,23 +47,36 @@ def setup_etc(root: Path, static: str) -> list[str]:
             source = Path(dirpath, name)
             if not source.is_symlink():
                 if source.is_dir():
-                    (etc / rel).mkdir(parents=True, exist_ok=True)
+                    (into / rel).mkdir(parents=True, exist_ok=True)
                 continue
             mode_file = Path(dirpath, name + ".mode")
-            if mode_file.exists():
-                mode = mode_file.read_text().strip()
-                if mode == "direct-symlink":
-                    symlink(root, f"/etc/{rel}", os.readlink(source))
-                else:
-                    target = etc / rel
-                    shutil.copyfile(source, target)
-                    os.chmod(target, int(mode, 8))
-                    uid = Path(dirpath, name + ".uid").read_text().strip()
-                    gid = Path(dirpath, name + ".gid").read_text().strip()
-                    _chown(target, _id(uid), _id(gid))
-                copied.append(rel)
-            else:
-                symlink(root, f"/etc/{rel}", f"/etc/static/{rel}")
+            yield rel, source, mode_file.read_text().strip() if mode_file.exists() else None
+
+
+def _copy(source: Path, target: Path, mode: str) -> None:
+    """A managed copy: the content, the `.mode` and the owner of the `.uid` and `.gid` sidecars."""
+    shutil.copyfile(source, target)
+    os.chmod(target, int(mode, 8))
+    uid = Path(f"{source}.uid").read_text().strip()
+    gid = Path(f"{source}.gid").read_text().strip()
+    _chown(target, _id(uid), _id(gid))
+
+
+def setup_etc(root: Path, static: str) -> list[str]:
+    """setup-etc.pl: /etc/static, a /etc symlink per entry, copies for entries with a .mode."""
+    etc = root / "etc"
+    etc.mkdir(parents=True, exist_ok=True)
+    symlink(root, "/etc/static", static)
+    copied: list[str] = []
+    for rel, source, mode in _static_entries(static, etc):
+        if mode is None:
+            symlink(root, f"/etc/{rel}", f"/etc/static/{rel}")
+            continue
+        if mode == "direct-symlink":
+            symlink(root, f"/etc/{rel}", os.readlink(source))
+        else:
+            _copy(source, etc / rel, mode)
+        copied.append(rel)
     (etc / ".clean").write_text("".join(f"{fn}\n" for fn in sorted(copied)))
     (etc / "NIXOS").touch()
     return copied
@@ -86,27 +96,11 @@ def setup_etc_metadata(root: Path, static: str) -> None:
     comes from the data-only layer /etc-basedir)."""
     lower = root / OVERLAY_METADATA.lstrip("/")
     lower.mkdir(parents=True, exist_ok=True)
-    for dirpath, dirnames, filenames in os.walk(static):
-        dirnames.sort()
-        rel_dir = os.path.relpath(dirpath, static)
-        for name in sorted([*dirnames, *filenames]):
-            rel = name if rel_dir == "." else f"{rel_dir}/{name}"
-            source = Path(dirpath, name)
-            if not source.is_symlink():
-                if source.is_dir():
-                    (lower / rel).mkdir(parents=True, exist_ok=True)
-                continue
-            mode_file = Path(dirpath, name + ".mode")
-            mode = mode_file.read_text().strip() if mode_file.exists() else "symlink"
-            target = lower / rel
-            if mode in ("symlink", "direct-symlink"):
-                target.symlink_to(os.readlink(source))
-                continue
-            shutil.copyfile(source, target)
-            os.chmod(target, int(mode, 8))
-            uid = Path(dirpath, name + ".uid").read_text().strip()
-            gid = Path(dirpath, name + ".gid").read_text().strip()
-            _chown(target, _id(uid), _id(gid))
+    for rel, source, mode in _static_entries(static, lower):
+        if mode in (None, "symlink", "direct-symlink"):
+            (lower / rel).symlink_to(os.readlink(source))
+        else:
+            _copy(source, lower / rel, mode)
     for d in (OVERLAY_UPPER, OVERLAY_WORK):
         (root / d.lstrip("/")).mkdir(parents=True, exist_ok=True, mode=0o755)
     (root / "etc").mkdir(parents=True, exist_ok=True)  # the mount point
