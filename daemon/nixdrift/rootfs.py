@@ -31,6 +31,8 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from nixdrift import scanindex
+
 SNAPSHOT_DIR = ".nixdrift"
 STORE = "/nix/store"
 MAX_READ = 64 * 1024 * 1024  # per source: beyond it the source is refused, its category unavailable
@@ -222,6 +224,7 @@ class Root:
         in_store = host_path.startswith(STORE + "/") or host_path in _STORE_PARENTS
         key = (self._base, host_path)
         if in_store and key in _STORE_LINKS:
+            scanindex.note_store(self._below(host_path), host_path)  # known from an earlier scan: a trace records it
             return _STORE_LINKS[key]
         memo = self._memo
         if memo is not None and host_path in memo.links:

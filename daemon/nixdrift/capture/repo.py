@@ -6,13 +6,16 @@ This is the checkout that was evaluated, on the machine running nixdrift: it is 
 
 from __future__ import annotations
 
+import os
+from pathlib import Path
 from typing import Any
 
+from nixdrift import scanindex
 from nixdrift.capture.needs import FlakeNeeds
 from nixdrift.flakeref import FlakeRef
 from nixdrift.live.repo import Change, FileChange, LiveRepo
 from nixdrift.models import Category, Section
-from nixdrift.rootfs import Root
+from nixdrift.rootfs import Root, read_regular
 
 SNAPSHOT_PATHS: tuple[str, ...] = ()  # the repository lives where nixdrift runs, not on the host
 MAX_FILES = 500  # per list: a checkout with thousands of stray files gets a problem, not thousands of findings
@@ -59,10 +62,39 @@ def capture(root: Root, declared: FlakeNeeds) -> Section[LiveRepo]:
         return Section.missing(Category.REPO, f"the flake {reference!r} is not a local checkout")
     if not directory.is_dir():
         return Section.missing(Category.REPO, f"the flake directory {directory} does not exist here")
-    try:
-        import git  # imported here: gitpython fails at import time when git is not installed
-    except ImportError as exc:
-        return Section.missing(Category.REPO, f"gitpython cannot run git: {exc}")
+    # git runs as processes (gitpython's import too): what they read is recorded instead (_git_inputs)
+    with scanindex.vouch_processes(files=_git_config_files()):
+        try:
+            import git  # imported here: gitpython fails at import time when git is not installed
+        except ImportError as exc:
+            return Section.missing(Category.REPO, f"gitpython cannot run git: {exc}")
+        return _capture(git, directory)
+
+
+def _git_config_files() -> list[str]:
+    """The configuration git reads besides the repository's own (.git/config, in the recorded tree)."""
+    home = os.environ.get("HOME", "")
+    xdg = os.environ.get("XDG_CONFIG_HOME") or f"{home}/.config"
+    files = ["/etc/gitconfig", f"{home}/.gitconfig", f"{xdg}/git/config", f"{xdg}/git/ignore", f"{xdg}/git/attributes"]
+    files += [v for k in ("GIT_CONFIG_GLOBAL", "GIT_CONFIG_SYSTEM") if (v := os.environ.get(k))]
+    return files
+
+
+def _git_inputs(top: str) -> None:
+    """Record the work tree and `.git` (but its objects, named by their hashes) as the scan's inputs;
+    a configuration that names further files (an include, an excludes file, a hooks path, an fs
+    monitor) makes the scan not indexable."""
+    scanindex.vouch_tree(top)
+    for path in (*_git_config_files(), f"{top}/.git/config"):
+        try:
+            text = read_regular(path, 1 << 20).decode("utf-8", "replace").lower()
+        except OSError:
+            continue
+        if any(word in text for word in ("include", "excludesfile", "fsmonitor", "hookspath", "attributesfile")):
+            scanindex.taint(f"{path} names files git reads beyond the repository")
+
+
+def _capture(git: Any, directory: Path) -> Section[LiveRepo]:
     try:
         repo = git.Repo(directory, search_parent_directories=True)
         # read without taking index.lock: never in the way of the operator's own git, and no
@@ -81,6 +113,7 @@ def capture(root: Root, declared: FlakeNeeds) -> Section[LiveRepo]:
             return Section.missing(Category.REPO, f"git failed in {directory}: {exc.stderr.strip() or exc}")
         head = repo.head.commit.hexsha if repo.head.is_valid() else None
         top = str(repo.working_tree_dir)
+        _git_inputs(top)
     problems = tuple(
         f"{top}: {len(items)} {what} files; only the first {MAX_FILES} are reported"
         for items, what in ((changes, "uncommitted"), (untracked, "untracked"))

@@ -17,6 +17,7 @@ from nixdrift import terminal
 from nixdrift.commands.common import Target, add_scan_options, exit_status, load_options, load_target, progress
 
 if TYPE_CHECKING:
+    from nixdrift import scanindex
     from nixdrift.models import Report
 
 FORMATS = ("text", "json", "markdown", "policyreport", "openreports")
@@ -56,10 +57,7 @@ def run(args: argparse.Namespace) -> int:
     target = load_target(args)
     stored = _from_daemon(args, target)
     if stored is None:  # only now the pipeline and its collectors are loaded
-        from nixdrift import pipeline
-
-        _cfg, opts = load_options(args, target)
-        report = pipeline.scan(opts, progress)
+        report = _scan(args, target)
         note = ""
     else:
         report, note = stored
@@ -83,6 +81,49 @@ def run(args: argparse.Namespace) -> int:
     if note and args.format != "text":
         print(f"nixdrift: {note}", file=sys.stderr)
     return exit_status(report)
+
+
+def _scan(args: argparse.Namespace, target: Target) -> Report:
+    """A full scan; with a cache directory, traced, and its answer published for the next check
+    with the same question (`nixdrift.scanindex`: printed while nothing the scan read has changed)."""
+    from nixdrift import pipeline
+
+    _cfg, opts = load_options(args, target)
+    if opts.cache_dir is None:  # --no-cache: no index either
+        return pipeline.scan(opts, progress)
+    from nixdrift import scanindex
+    from nixdrift.nixos_root import is_nixos
+
+    with scanindex.tracing(ignored=[str(opts.cache_dir)]) as trace:
+        nixos = is_nixos(target.root)  # what the question records, an input like any other
+        report = pipeline.scan(opts, progress)
+    _publish(target, opts.cache_dir, report, trace, nixos=nixos)
+    return report
+
+
+def _publish(target: Target, cache: Path, report: Report, trace: scanindex.Trace, *, nixos: bool) -> None:
+    """The answer of this scan, for the next check; an old one is discarded when this scan is not
+    indexable. Never changes the check's result: a failure is a debug line."""
+    import logging
+
+    from nixdrift import answer, scanindex
+
+    log = logging.getLogger(__name__)
+    root = str(target.root.prefix)
+    directory = answer.check_dir(cache, root, target.flake, target.host)
+    try:
+        if unavailable := sorted(c.value for c, s in report.categories.items() if s.startswith("unavailable")):
+            trace.taint(f"categories not scanned: {', '.join(unavailable)}")  # a check that could not look looks again
+        manifest = trace.manifest()
+        if manifest is None:
+            log.debug("the scan is not indexable (%s): no answer kept", "; ".join(trace.taints))
+            answer.discard(directory)
+            return
+        question = answer.question(target.cfg, root, target.flake, target.host, target.policy.threshold, nixos=nixos)
+        validity = {"kind": "inputs", "format": scanindex.FORMAT, "scanned_ns": trace.started_ns}
+        answer.publish(directory, report, question=question, validity=validity, extra={"inputs": manifest})
+    except Exception as exc:  # the answer is an optimisation: the check's own result stands
+        log.debug("the check's answer was not published in %s: %s", directory, exc, exc_info=True)
 
 
 def _from_daemon(args: argparse.Namespace, target: Target) -> tuple[Report, str] | None:

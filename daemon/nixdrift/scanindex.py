@@ -1,0 +1,483 @@
+"""The scan index: what git's index does for `git status`, for a whole check.
+
+A check records every input its scan read (`tracing()`), and the next check with the same question
+prints the previous answer when every one of those inputs is exactly as it was (`still_valid()`),
+without loading the pipeline at all (`nixdrift.quick`).
+
+What is recorded, while the scan runs (the paths only; their stats are taken once it is done):
+- every path opened, listed (`os.scandir`, `os.listdir`) or stat'ed (`os.stat`, `os.lstat`,
+  `os.readlink`, and so everything in `os.path` and `pathlib` that asks them): a Python audit hook
+  sees the opens and listings, and `os.stat`/`os.lstat`/`os.readlink` are wrapped for the scan's
+  duration; `rootfs` tells which store links it knew from an earlier scan without looking;
+- for every listed directory its own stat and the lstat of each entry (name, inode, size, mtime,
+  ctime, mode, owner), as one digest per directory;
+- for every other path its lstat, and when it is a symlink that was followed, its stat (the file it
+  leads to); an absent path is recorded absent (its creation is a change);
+- for store paths (below /nix/store, in the root or on this machine) only whether the top store
+  path exists: a store path never changes once it is there;
+- the environment that steers git and nix (PATH, HOME, XDG_CONFIG_HOME, GIT_*, NIX_*).
+
+The stats are taken after the scan. That is sound for the same reason git's racy-clean rule is:
+every write moves a file's ctime, which nobody can set back, so a file changed during the scan, or
+after it and before its stat was taken, has a ctime after the scan started; the trace is then not
+indexable (a check that raced with a change looks again next time).
+
+`manifest()` is None, not indexable, when the scan used anything a stat cannot vouch for:
+- a process (nix on an evaluation cache miss, nft, systemctl …) or a socket (D-Bus on the live
+  host, listening sockets), except a process run inside `vouch_processes()`, whose caller records
+  explicitly what the process reads (the repo collector's git: the whole work tree and `.git`);
+- a file of the running kernel (procfs, sysfs: mounts, sockets of the live host);
+- a file changed within RACY_NS of the scan's start (or during the scan);
+- a category `unavailable` (a check that could not look must look again: the caller says so);
+- more than MAX_INPUTS inputs, or a listing or stat relative to a directory descriptor.
+So on the live host (D-Bus, /proc, nft) a check is never indexable: the daemon's answer is the live
+host's fast path. Under `--root` (a mounted disk, a snapshot, a fixture) it is.
+
+Time: the collectors and comparators read no clock (the D-Bus collector's boot-relative times are
+live-host only, where sockets already make the trace unindexable); the report's `generated_at` and
+the findings' first/last seen are the scan's time, which the answer keeps and its header states.
+What would age is covered by the age bound: an answer older than MAX_AGE_NS, or one "from the
+future" (the clock went back), is never used.
+
+This module imports only the standard library: `still_valid` runs in `nixdrift.quick`, before the
+pipeline is loaded.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import json
+import os
+import stat
+import sys
+import time
+from collections.abc import Callable, Iterable, Iterator, Mapping
+from typing import Any
+
+FORMAT = "nixdrift-scanindex 1"
+RACY_NS = 2_000_000_000  # statcache.RACY_NS (not imported: this module is stdlib-only); a test keeps them equal
+MAX_AGE_NS = 24 * 3600 * 1_000_000_000  # an answer older than a day is never used: what ages, ages
+MAX_INPUTS = 500_000
+STORE = "/nix/store/"
+ENV_NAMES = ("PATH", "HOME", "XDG_CONFIG_HOME")
+ENV_PREFIXES = ("GIT_", "NIX_")
+_PROCESS_EVENTS = frozenset(
+    ("subprocess.Popen", "os.posix_spawn", "os.exec", "os.system", "os.fork", "os.forkpty", "os.spawn", "pty.spawn")
+)
+_SOCKET_EVENTS = frozenset(("socket.connect", "socket.bind", "socket.sendto", "sqlite3.connect", "ctypes.dlopen"))
+_KERNEL_TREES = ("/proc", "/sys")
+_OWN_FDS = "/proc/self/fd/"
+
+Sig = tuple[int, int, int, int, int, int, int, int]  # dev, ino, size, mtime_ns, ctime_ns, mode, uid, gid
+
+
+def _sig(st: os.stat_result) -> Sig:
+    return (st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns, st.st_mode, st.st_uid, st.st_gid)
+
+
+def _path_sig(st: os.stat_result) -> Sig:
+    """A path's sig; for a directory that was not listed, what it is and not its times or size (they
+    move whenever an entry is added, and a stat of a directory tells a scan only that it is one)."""
+    if stat.S_ISDIR(st.st_mode):
+        return (st.st_dev, st.st_ino, 0, 0, 0, st.st_mode, st.st_uid, st.st_gid)
+    return _sig(st)
+
+
+class Trace:
+    """The paths one scan used, and why it may not be indexable (see the module's docstring)."""
+
+    __slots__ = ("cwd", "followed", "ignored", "listed", "lstated", "started_ns", "taints", "trees", "vouching")
+
+    def __init__(self, ignored: Iterable[str] = ()) -> None:
+        self.started_ns = time.time_ns()
+        self.cwd = os.getcwd()
+        self.followed: set[str] = set()  # opened or stat'ed with links followed
+        self.lstated: set[str] = set()  # lstat'ed or readlink'ed
+        self.listed: set[str] = set()  # directories listed
+        self.trees: set[str] = set()  # directories recorded whole (vouch_processes)
+        self.taints: list[str] = []
+        self.vouching = 0
+        self.ignored = tuple(sorted({os.path.normpath(p) for p in ignored if p and p != "/"}))
+
+    def taint(self, reason: str) -> None:
+        """This scan's answer may not be reused: `reason` says why (the first few are kept)."""
+        if len(self.taints) < 8:
+            self.taints.append(reason)
+
+    def manifest(self) -> bytes | None:
+        """The recorded inputs with their stats now, or None when the scan is not indexable. Asked
+        once the traced block is over."""
+        if _ACTIVE is self:
+            raise RuntimeError("the manifest of a trace still running")
+        if self.taints:
+            return None
+        try:
+            doc = _Builder(self).build()
+        except _NotIndexable as exc:
+            self.taint(str(exc))
+            return None
+        return json.dumps(doc, separators=(",", ":"), ensure_ascii=False).encode("utf-8", "surrogateescape")
+
+
+class _NotIndexable(Exception):
+    pass
+
+
+# --- recording ----------------------------------------------------------------------------------
+_ACTIVE: Trace | None = None
+_HOOKED = False
+_os_stat = os.stat
+_os_lstat = os.lstat
+_os_readlink = os.readlink
+
+
+def _path(trace: Trace, path: Any) -> str | None:
+    """An absolute path string, or None for a descriptor (which says nothing about a path)."""
+    if isinstance(path, int):
+        return None
+    try:
+        text = os.fsdecode(os.fspath(path))
+    except TypeError:
+        return None
+    return text if text.startswith("/") else os.path.join(trace.cwd, text)
+
+
+def _audit(event: str, args: tuple[Any, ...]) -> None:
+    trace = _ACTIVE
+    if trace is None:
+        return
+    if event == "open":
+        if (path := _path(trace, args[0])) is not None:
+            trace.followed.add(path)
+    elif event in ("os.scandir", "os.listdir"):
+        path = _path(trace, args[0] if args and args[0] is not None else ".")
+        if path is None:
+            trace.taint("a directory listed through a descriptor")
+        else:
+            trace.listed.add(path)
+    elif event in _PROCESS_EVENTS:
+        if not trace.vouching:
+            trace.taint(f"ran a process ({event})")
+    elif event in _SOCKET_EVENTS:
+        trace.taint(f"used a socket or database ({event})")
+
+
+def _note(path: Any, dir_fd: Any, follow: bool) -> None:
+    trace = _ACTIVE
+    if trace is None:
+        return
+    if dir_fd is not None:
+        trace.taint("a path looked up relative to a directory descriptor")
+    elif (text := _path(trace, path)) is not None:
+        (trace.followed if follow else trace.lstated).add(text)
+
+
+def _stat(path: Any, *, dir_fd: Any = None, follow_symlinks: bool = True) -> os.stat_result:
+    _note(path, dir_fd, follow_symlinks)
+    return _os_stat(path, dir_fd=dir_fd, follow_symlinks=follow_symlinks)
+
+
+def _lstat(path: Any, *, dir_fd: Any = None) -> os.stat_result:
+    _note(path, dir_fd, False)
+    return _os_lstat(path, dir_fd=dir_fd)
+
+
+def _readlink(path: Any, *, dir_fd: Any = None) -> Any:
+    _note(path, dir_fd, False)
+    return _os_readlink(path, dir_fd=dir_fd)
+
+
+def taint(reason: str) -> None:
+    """The scan being traced (if any) used something its inputs cannot vouch for."""
+    if _ACTIVE is not None:
+        _ACTIVE.taint(reason)
+
+
+def vouch_tree(path: str) -> None:
+    """Record the whole directory tree at `path` as an input of the scan being traced (if any)."""
+    if _ACTIVE is not None:
+        _ACTIVE.trees.add(os.path.abspath(path))
+
+
+def note_store(*paths: str) -> None:
+    """A store path looked up without a stat (rootfs knew it from an earlier scan): below the root
+    and on this machine."""
+    trace = _ACTIVE
+    if trace is not None:
+        trace.lstated.update(paths)
+
+
+def _python_paths() -> set[str]:
+    """Where Python and nixdrift's own code live: their opens are imports, not the scan's inputs."""
+    tops = {sys.prefix, sys.base_prefix, sys.exec_prefix, os.path.dirname(os.path.dirname(__file__))}
+    if sys.pycache_prefix:
+        tops.add(sys.pycache_prefix)
+    tops.update(p for p in sys.path if p.startswith("/") and ("site-packages" in p or "/lib/python" in p))
+    return tops
+
+
+@contextlib.contextmanager
+def tracing(ignored: Iterable[str] = ()) -> Iterator[Trace]:
+    """Record the inputs of the scan run inside the block (one at a time per process). Paths below
+    `ignored` (the cache directory: the stat cache, the evaluation cache and the answers, which a
+    scan writes and which never change its result) are not inputs."""
+    global _ACTIVE, _HOOKED
+    if _ACTIVE is not None:
+        raise RuntimeError("a scan is already traced")
+    if not _HOOKED:
+        sys.addaudithook(_audit)  # stays for the process's life: a no-op when nothing is traced
+        _HOOKED = True
+    trace = Trace([*ignored, *_python_paths()])
+    # the wrappers are installed only while a scan is traced
+    saved = (os.stat, os.lstat, os.readlink)
+    os.stat, os.lstat, os.readlink = _stat, _lstat, _readlink
+    _ACTIVE = trace
+    try:
+        yield trace
+    finally:
+        _ACTIVE = None
+        os.stat, os.lstat, os.readlink = saved
+
+
+@contextlib.contextmanager
+def vouch_processes(trees: Iterable[str] = (), files: Iterable[str] = ()) -> Iterator[None]:
+    """Processes run inside the block do not make the trace unindexable: the caller records what
+    they read, `trees` (directories recorded whole, every entry of every directory below them) and
+    `files` (present or absent). Outside a trace, nothing."""
+    trace = _ACTIVE
+    if trace is None:
+        yield
+        return
+    trace.trees.update(os.path.abspath(t) for t in trees)
+    trace.followed.update(os.path.abspath(f) for f in files)
+    trace.vouching += 1
+    try:
+        yield
+    finally:
+        trace.vouching -= 1
+
+
+# --- the manifest -------------------------------------------------------------------------------
+def _store_top(path: str) -> str | None:
+    """The top store path holding `path` (below a root prefix or not), or None."""
+    at = path.find(STORE)
+    if at < 0:
+        return path if path.endswith(STORE[:-1]) else None  # the store directory itself: only that it exists
+    end = path.find("/", at + len(STORE))
+    return path if end < 0 else path[:end]
+
+
+def _lstat_or_none(path: str) -> os.stat_result | None:
+    try:
+        return _os_lstat(path)
+    except (FileNotFoundError, NotADirectoryError):
+        return None
+    except OSError as exc:
+        raise _NotIndexable(f"{path}: cannot stat ({exc.strerror or exc})") from None
+
+
+def _dir_rows(path: str) -> list[tuple[Any, ...]] | None:
+    """The sorted entries of a directory with their lstat, None when it is absent."""
+    try:
+        with os.scandir(path) as it:
+            rows = []
+            for entry in it:
+                st = entry.stat(follow_symlinks=False)
+                rows.append((entry.name, *_sig(st)))
+    except (FileNotFoundError, NotADirectoryError):
+        return None
+    rows.sort()
+    return rows
+
+
+def _rows_digest(rows: list[tuple[Any, ...]] | None) -> str:
+    return hashlib.sha256(repr(rows).encode("utf-8", "surrogateescape")).hexdigest()
+
+
+class _Builder:
+    """The stats of a trace's inputs, taken now (see the module's docstring for why that is sound)."""
+
+    def __init__(self, trace: Trace) -> None:
+        self.trace = trace
+        self.racy_after = trace.started_ns - RACY_NS
+        self.kernel = _kernel_devices()
+        self.store: dict[str, bool] = {}
+        self.dirs: dict[str, list[Any]] = {}
+        self.files: dict[str, list[Any]] = {}
+        self.entries: dict[str, Sig] = {}  # path -> lstat, for every entry of a listed directory
+        self.count = 0
+
+    def _skip(self, path: str) -> bool:
+        return any(path == top or path.startswith(top + "/") for top in self.trace.ignored)
+
+    def _check(self, path: str, sig: Sig) -> None:
+        if sig[0] in self.kernel:
+            raise _NotIndexable(f"read {path}, a file of the running kernel")
+        if max(sig[3], sig[4]) > self.racy_after:
+            raise _NotIndexable(f"{path} changed within {RACY_NS // 1_000_000_000} s of the scan")
+        self.count += 1
+        if self.count > MAX_INPUTS:
+            raise _NotIndexable(f"more than {MAX_INPUTS} inputs")
+
+    def _in_store(self, path: str) -> bool:
+        top = _store_top(path)
+        if top is None:
+            return False
+        if top not in self.store:
+            self.store[top] = os.path.lexists(top)
+        return True
+
+    def _kernel_path(self, path: str) -> bool:
+        return any(path == t or path.startswith(t + "/") for t in _KERNEL_TREES)
+
+    def add_dir(self, path: str) -> list[tuple[Any, ...]] | None:
+        if path in self.dirs or self._skip(path) or self._in_store(path):
+            return None
+        if self._kernel_path(path):
+            raise _NotIndexable(f"listed {path}, a directory of the running kernel")
+        own = _lstat_or_none(path)
+        rows = _dir_rows(path) if own is not None and stat.S_ISDIR(own.st_mode) else None
+        if own is not None:
+            self._check(path, _sig(own))
+        for row in rows or ():
+            child = f"{path.rstrip('/')}/{row[0]}"
+            sig: Sig = row[1:]
+            self._check(child, sig)
+            self.entries[child] = sig
+        self.dirs[path] = [list(_sig(own)) if own is not None else None, _rows_digest(rows)]
+        return rows
+
+    def add_tree(self, top: str) -> None:
+        stack = [top]
+        while stack:
+            path = stack.pop()
+            rows = self.add_dir(path)
+            for row in rows or ():
+                if stat.S_ISDIR(row[6]) and not (row[0] == "objects" and path.endswith("/.git")):
+                    stack.append(f"{path.rstrip('/')}/{row[0]}")
+
+    def add_file(self, path: str, follow: bool) -> None:
+        if path in _KERNEL_TREES or path.startswith(_OWN_FDS) or self._skip(path) or self._in_store(path):
+            return  # where procfs and sysfs are mounted, and where an open file lies: checks, not inputs
+        if self._kernel_path(path):
+            raise _NotIndexable(f"read {path}, a file of the running kernel")
+        known = self.entries.get(path)
+        lst = known if known is not None else (_path_sig(s) if (s := _lstat_or_none(path)) is not None else None)
+        if lst is not None and known is None:
+            self._check(path, lst)
+        linked = follow and lst is not None and stat.S_ISLNK(lst[5])
+        if known is not None and not linked:
+            return  # its directory's digest holds its lstat
+        target: list[Any] | None = None
+        if linked:
+            try:
+                real = os.path.realpath(path)
+            except OSError:
+                real = path
+            if self._in_store(real):
+                target = [real]
+            else:
+                with contextlib.suppress(OSError):
+                    followed = _path_sig(_os_stat(path))
+                    self._check(path, followed)
+                    target = list(followed)
+        previous = self.files.get(path)
+        if previous is None or (linked and previous[1] is None):
+            self.files[path] = [list(lst) if lst is not None else None, target if linked else None, linked]
+
+    def build(self) -> dict[str, Any]:
+        t = self.trace
+        for path in sorted(t.listed):
+            self.add_dir(os.path.normpath(path))
+        for top in sorted(t.trees):
+            self.add_tree(os.path.normpath(top))
+        for path in sorted(t.followed):
+            self.add_file(os.path.normpath(path), True)
+        for path in sorted(t.lstated - t.followed):
+            self.add_file(os.path.normpath(path), False)
+        env = {k: v for k, v in os.environ.items() if k in ENV_NAMES or k.startswith(ENV_PREFIXES)}
+        return {
+            "format": FORMAT,
+            "scanned_ns": t.started_ns,
+            "env": env,
+            "store": sorted(self.store.items()),
+            "dirs": sorted([p, *v] for p, v in self.dirs.items()),
+            "files": sorted([p, *v] for p, v in self.files.items()),
+        }
+
+
+def _kernel_devices() -> frozenset[int]:
+    from nixdrift.rootfs import _kernel_devices as devices  # the scan has loaded it: not imported by still_valid
+
+    return devices()
+
+
+# --- validation ---------------------------------------------------------------------------------
+def still_valid(directory: Any, meta: Mapping[str, Any], now_ns: Callable[[], int] = time.time_ns) -> bool:
+    """Is the answer in `directory` (its meta as `answer.read` gave it) what a scan would say now?
+    True only when every input it recorded is exactly as recorded, the clock has not gone back
+    since, and the answer is younger than MAX_AGE_NS. Never raises: anything unexpected is False."""
+    try:
+        return _still_valid(directory, meta, now_ns())
+    except Exception:  # noqa: BLE001 - a damaged manifest is no answer, never a traceback
+        return False
+
+
+def _load(directory: Any, meta: Mapping[str, Any]) -> bytes | None:
+    """The manifest file of the answer (as `answer.load`, which this stdlib-only module does not import)."""
+    size = meta["sizes"]["inputs"]
+    with open(os.path.join(directory, f"answer-{meta['token']}.inputs"), "rb") as handle:
+        data = handle.read(size + 1)
+    return data if len(data) == size else None
+
+
+def _still_valid(directory: Any, meta: Mapping[str, Any], now: int) -> bool:
+    validity = meta.get("validity")
+    if not isinstance(validity, dict) or validity.get("kind") != "inputs" or validity.get("format") != FORMAT:
+        return False
+    raw = _load(directory, meta)
+    if raw is None:
+        return False
+    doc = json.loads(raw.decode("utf-8", "surrogateescape"))
+    scanned = doc["scanned_ns"]
+    if doc["format"] != FORMAT or scanned != validity.get("scanned_ns") or not scanned <= now < scanned + MAX_AGE_NS:
+        return False
+    env = {k: v for k, v in os.environ.items() if k in ENV_NAMES or k.startswith(ENV_PREFIXES)}
+    if env != doc["env"]:
+        return False
+    lexists = os.path.lexists
+    if any(lexists(top) != bool(present) for top, present in doc["store"]):
+        return False
+    for path, lst, target, linked in doc["files"]:
+        try:
+            st = os.lstat(path)
+        except (FileNotFoundError, NotADirectoryError):
+            if lst is not None:
+                return False
+            continue
+        if lst is None or list(_path_sig(st)) != lst:
+            return False
+        if linked:
+            if isinstance(target, list) and len(target) == 1:
+                if os.path.realpath(path) != target[0] or not lexists(target[0]):
+                    return False
+            else:
+                try:
+                    followed: list[int] | None = list(_path_sig(os.stat(path)))
+                except OSError:
+                    followed = None
+                if followed != target:
+                    return False
+    for path, own, digest in doc["dirs"]:
+        try:
+            st = os.lstat(path)
+        except (FileNotFoundError, NotADirectoryError):
+            if own is not None:
+                return False
+            continue
+        if own is None or list(_sig(st)) != own:
+            return False
+        if _rows_digest(_dir_rows(path) if stat.S_ISDIR(st.st_mode) else None) != digest:
+            return False
+    return True
