@@ -173,6 +173,15 @@ class Request:
     def json(self) -> Any:
         return json.loads(self.body)
 
+    @classmethod
+    def read(cls, handler: BaseHTTPRequestHandler) -> Request:
+        """The request a handler of the local endpoint is answering, its body read."""
+        length = int(handler.headers.get("Content-Length") or 0)
+        body = handler.rfile.read(length) if length else b""
+        parsed = urllib.parse.urlsplit(handler.path)
+        headers = {k.lower(): v for k, v in handler.headers.items()}
+        return cls(handler.command, parsed.path, urllib.parse.parse_qs(parsed.query), headers, body)
+
 
 @dataclass
 class FakeAPI:
@@ -216,16 +225,7 @@ class FakeAPI:
                 self.wfile.write(data)
 
             def _handle(self) -> None:
-                length = int(self.headers.get("Content-Length") or 0)
-                body = self.rfile.read(length) if length else b""
-                parsed = urllib.parse.urlsplit(self.path)
-                req = Request(
-                    self.command,
-                    parsed.path,
-                    urllib.parse.parse_qs(parsed.query),
-                    {k.lower(): v for k, v in self.headers.items()},
-                    body,
-                )
+                req = Request.read(self)
                 with api.lock:
                     api.requests.append(req)
                     action = api.script.pop(0) if api.script else "ok"
@@ -236,13 +236,13 @@ class FakeAPI:
                     self._answer(action, {"kind": "Status", "status": "Failure", "code": action})
                     return
                 if self.command == "PATCH":
-                    obj = yaml.safe_load(body)
+                    obj = yaml.safe_load(req.body)
                     meta = obj["metadata"]
                     with api.lock:
                         api.objects[(meta["namespace"], meta["name"])] = obj
                     self._answer(200, obj)
                 else:
-                    self._answer(200, api.list(parsed.path, req.query))
+                    self._answer(200, api.list(req.path, req.query))
 
             do_GET = do_PATCH = do_POST = _handle
 

@@ -23,7 +23,6 @@ import json
 import shutil
 import subprocess
 import threading
-import urllib.parse
 import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -559,16 +558,7 @@ class FakeCluster:
                 self.wfile.write(data)
 
             def _handle(self) -> None:
-                length = int(self.headers.get("Content-Length") or 0)
-                body = self.rfile.read(length) if length else b""
-                parsed = urllib.parse.urlsplit(self.path)
-                req = Request(
-                    self.command,
-                    parsed.path,
-                    urllib.parse.parse_qs(parsed.query),
-                    {k.lower(): v for k, v in self.headers.items()},
-                    body,
-                )
+                req = Request.read(self)
                 with cluster.lock:
                     cluster.requests.append(req)
                 scripted = cluster._scripted(req)
@@ -577,9 +567,9 @@ class FakeCluster:
                     self._answer(scripted.status, _status_body(scripted.status, "Scripted", "as the test asked"), extra)
                     return
                 try:
-                    kind, namespace, name = cluster._route(parsed.path)
+                    kind, namespace, name = cluster._route(req.path)
                 except (KeyError, IndexError):
-                    self._answer(404, _status_body(404, "NotFound", f"no route {parsed.path}"))
+                    self._answer(404, _status_body(404, "NotFound", f"no route {req.path}"))
                     return
                 if self.command == "GET" and name is None:
                     self._answer(*cluster._list(kind, namespace, req.query))
