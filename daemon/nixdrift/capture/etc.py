@@ -91,10 +91,12 @@ def _walk(
     problems: list[str],
     prune: frozenset[str] = frozenset(),
     unlisted: list[str] | None = None,
+    start: str = "",
 ) -> Iterator[tuple[str, os.DirEntry[str]]]:
-    """Every entry below `top` as (rel, DirEntry), without following symlinks. A directory that
-    cannot be listed is a problem; the walk goes on."""
-    stack = [""]
+    """Every entry below `top` (below its `start` directory, when given) as (rel, DirEntry),
+    without following symlinks, skipped names and their subtrees left out, nothing below a `prune`
+    entry. A directory that cannot be listed is a problem (and `unlisted`); the walk goes on."""
+    stack = [start]
     while stack:
         rel_dir = stack.pop()
         try:

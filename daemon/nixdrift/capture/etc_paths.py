@@ -94,29 +94,8 @@ def _subtree(
     unlisted: list[str] | None = None,
     prune: frozenset[str] = frozenset(),
 ) -> Iterator[str]:
-    """Every rel below `rel` (not itself), the way capture.etc's walk yields them: skipped names
-    and their subtrees left out, symlinks not followed, nothing below a `prune` entry."""
-    stack = [rel]
-    while stack:
-        rel_dir = stack.pop()
-        try:
-            with os.scandir(os.path.join(top, rel_dir)) as it:
-                entries = list(it)
-        except OSError as exc:
-            problems.append(f"{label}/{printable(rel_dir)}: cannot list: {exc.strerror or type(exc).__name__}")
-            if unlisted is not None:
-                unlisted.append(rel_dir)
-            continue
-        for entry in entries:
-            child = f"{rel_dir}/{entry.name}"
-            if skipped(child):
-                continue
-            yield child
-            try:
-                if entry.is_dir(follow_symlinks=False) and child not in prune:
-                    stack.append(child)
-            except OSError:
-                continue
+    """Every rel below `rel` (not itself), as capture.etc's walk yields them."""
+    return (child for child, _entry in full._walk(Path(top), label, problems, prune, unlisted, start=rel))
 
 
 def _closure(root: Root, tree: Path, host: str, scope: Scope, problems: list[str]) -> dict[str, ClosureEntry]:
