@@ -177,7 +177,8 @@ def glob_escape(text: str) -> str:
 def check() -> dict[str, Any]:
     env = {**os.environ, "NIXDRIFT_QUIET": "1"}
     # the daemon's evaluation cache: its start scan then needs no second `nix eval`
-    argv = ["/opt/nixdrift/venv/bin/nixdrift", "check", "--config", str(CONFIG), "--format", "json",
+    # --fresh: a baseline is a scan of now, never an answer the daemon published before a reboot
+    argv = ["/opt/nixdrift/venv/bin/nixdrift", "check", "--fresh", "--config", str(CONFIG), "--format", "json",
             "--threshold", "info", "--cache-dir", "/var/lib/nixdrift/eval-cache"]  # fmt: skip
     proc = subprocess.run(argv, capture_output=True, text=True, env=env, check=False)
     if proc.returncode not in (0, 1):
