@@ -117,7 +117,8 @@ class Trace:
         except _NotIndexable as exc:
             self.taint(str(exc))
             return None
-        return json.dumps(doc, separators=(",", ":"), ensure_ascii=False).encode("utf-8", "surrogateescape")
+        body = json.dumps(doc, separators=(",", ":"), ensure_ascii=False).encode("utf-8", "surrogateescape")
+        return f"{FORMAT} {hashlib.sha256(body).hexdigest()}\n".encode("ascii") + body  # a damaged byte is no answer
 
 
 class _NotIndexable(Exception):
@@ -439,7 +440,10 @@ def _still_valid(directory: Any, meta: Mapping[str, Any], now: int) -> bool:
     raw = _load(directory, meta)
     if raw is None:
         return False
-    doc = json.loads(raw.decode("utf-8", "surrogateescape"))
+    head, _, body = raw.partition(b"\n")
+    if head != f"{FORMAT} {hashlib.sha256(body).hexdigest()}".encode("ascii"):
+        return False
+    doc = json.loads(body.decode("utf-8", "surrogateescape"))
     scanned = doc["scanned_ns"]
     if doc["format"] != FORMAT or scanned != validity.get("scanned_ns") or not scanned <= now < scanned + MAX_AGE_NS:
         return False
