@@ -55,7 +55,7 @@ def tree(tmp_path: Path) -> Path:
 
 
 def test_an_unchanged_listing_holds_and_every_change_to_its_entries_is_seen(tree: Path, tmp_path: Path) -> None:
-    def changes() -> Iterator[tuple[str, Callable[[], None]]]:
+    def changes() -> Iterator[tuple[str, Callable[[], object]]]:
         yield "a new file", lambda: (tree / "new.conf").write_text("x\n")
         yield "a chmod", lambda: os.chmod(tree / "a.conf", 0o600)
         yield "a chown", lambda: os.chown(tree / "a.conf", 1234, 1234)
@@ -95,13 +95,12 @@ def test_a_file_read_a_path_found_absent_and_a_link_followed_are_inputs(tree: Pa
         link.is_file()
 
     assert not absent.exists()
-    for n, change in enumerate(
-        (
-            lambda: (tree / "a.conf").write_text("edited\n"),
-            lambda: absent.write_text("now here\n"),
-            lambda: target.write_text("the file behind the link, edited\n"),
-        )
-    ):
+    changes: list[Callable[[], object]] = [
+        lambda: (tree / "a.conf").write_text("edited\n"),
+        lambda: absent.write_text("now here\n"),
+        lambda: target.write_text("the file behind the link, edited\n"),
+    ]
+    for n, change in enumerate(changes):
         directory, meta = answer_of(traced(read), tmp_path / f"answer{n}")
         assert scanindex.still_valid(directory, meta)
         change()
