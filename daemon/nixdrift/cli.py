@@ -2,40 +2,51 @@
 
 from __future__ import annotations
 
-import argparse
-import importlib
 import os
 import sys
-from collections.abc import Sequence
 
 from nixdrift import __version__
-from nixdrift.errors import CommandError, NixdriftError
 
-# name -> module with `register(subparsers)`. Only the module of the command being run is
-# imported (all of them for `--help`): `check` need not load the daemon, Kubernetes or HTTP code.
-# A command module imports only argparse and the light `commands.common` at module level; what
-# its `run()` needs (nix, collectors, YAML, git, D-Bus, Kubernetes) it imports there, so that
-# building the parser for `--help` stays in the tens of milliseconds.
-COMMANDS = {
-    name: f"nixdrift.commands.{name}"
-    for name in (
-        "check",
-        "report",
-        "snapshot",
-        "demo",
-        "daemon",
-        "history",
-        "accept",
-        "remediate",
-        "fleet",
-        "explain",
-        "kube",
-    )
+TYPE_CHECKING = False  # not typing's: `check` answered by `nixdrift.quick` imports neither it nor argparse
+if TYPE_CHECKING:
+    import argparse
+    from collections.abc import Sequence
+    from typing import Any
+
+# name -> (module with `register(subparsers)`, the one-line help `nixdrift --help` shows). Only the
+# module of the command being run is imported, and none for `nixdrift --help` (which shows the lines
+# below; a test keeps them equal to what each module registers): `check` need not load the daemon,
+# Kubernetes or HTTP code. A command module imports only argparse and the light `commands.common` at
+# module level; what its `run()` needs (nix, collectors, YAML, git, D-Bus, Kubernetes) it imports
+# there, so that building the parser for `nixdrift COMMAND --help` stays in the tens of milliseconds.
+SUMMARIES = {
+    "check": "compare the flake's declaration with the live host and print the drift",
+    "report": "write drift-report.md/.json, remediation-script.sh, drift-metrics.json and nixdrift.prom",
+    "snapshot": "capture the live host (files and non-file sources) into a directory",
+    "demo": "build a demo NixOS host with planted drift and show nixdrift's report (needs nix)",
+    "daemon": "run as a service: scan at start, watch for changes, alert through journald",
+    "history": "recent drift events recorded by the daemon (new, resolved, escalated, accepted, events lost...)",
+    "accept": "accept current drift (by id or glob): no more alerts until its value changes",
+    "remediate": "list the drift the daemon would revert by itself (safe reverts of low findings); --apply runs them",
+    "fleet": "show every host's PolicyReport from Kubernetes: summary, age, shared drift",
+    "explain": "ask an OpenAI-compatible endpoint for the likely cause and fix of each drift group",
+    "kube": "compare a Kubernetes cluster with a directory of manifests and print the drift",
 }
+COMMANDS = {name: f"nixdrift.commands.{name}" for name in SUMMARIES}
 
 
-def parser(only: str | None = None) -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(
+def parser(only: str | None = None, *, every: bool = False) -> argparse.ArgumentParser:
+    """The parser of `only` (a command name), or of every command: their modules with `every`,
+    else one line of help each (enough for `nixdrift --help`, `--version` and a wrong command)."""
+    import argparse
+    import importlib
+
+    class Parser(argparse.ArgumentParser):
+        def __init__(self, *args: Any, **kwargs: Any) -> None:
+            kwargs.setdefault("formatter_class", _formatter)
+            super().__init__(*args, **kwargs)
+
+    p = Parser(
         prog="nixdrift",
         description="Find where a NixOS host has drifted from what its flake declares.",
         epilog="Exit codes: 0 no drift at or above the threshold and every category scanned, 1 drift, "
@@ -45,9 +56,28 @@ def parser(only: str | None = None) -> argparse.ArgumentParser:
     p.add_argument("-v", "--verbose", action="count", default=0, help="more logging on stderr (-vv: debug)")
     sub = p.add_subparsers(dest="command", metavar="COMMAND", required=True)
     for name, module in COMMANDS.items():
-        if only in (None, name):
+        if every or only == name:
             importlib.import_module(module).register(sub)
+        elif only is None:
+            sub.add_parser(name, help=SUMMARIES[name])
     return p
+
+
+def _formatter(prog: str) -> argparse.HelpFormatter:
+    """argparse's formatter at the terminal's width, found as `shutil.get_terminal_size` finds it
+    without importing shutil (and with it bz2, lzma and zlib: a tenth of `--help`)."""
+    import argparse
+
+    try:
+        columns = int(os.environ.get("COLUMNS", "0"))
+    except ValueError:
+        columns = 0
+    if columns <= 0:
+        try:
+            columns = os.get_terminal_size(sys.__stdout__.fileno()).columns if sys.__stdout__ else 0
+        except (AttributeError, ValueError, OSError):
+            columns = 0
+    return argparse.HelpFormatter(prog, width=(columns or 80) - 2)
 
 
 def _command_of(argv: Sequence[str]) -> str | None:
@@ -57,6 +87,14 @@ def _command_of(argv: Sequence[str]) -> str | None:
 
 def main(argv: Sequence[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
+    if argv[:1] == ["check"]:  # a published answer to this very check, printed before anything loads
+        from nixdrift import quick
+
+        code = quick.main(argv)
+        if code is not None:
+            return code
+    from nixdrift.errors import CommandError, NixdriftError
+
     args = parser(_command_of(argv)).parse_args(argv)
     import logging
 

@@ -1,10 +1,16 @@
-"""Whether to colour what a person reads: `--color auto` follows the conventions terminals share."""
+"""Whether to colour what a person reads: `--color auto` follows the conventions terminals share.
+
+Standard library only, and not typing: `nixdrift.quick` decides the colour of a check's answer with
+it before anything else is loaded."""
 
 from __future__ import annotations
 
 import os
-from collections.abc import Mapping
-from typing import TextIO
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from collections.abc import Mapping
+    from typing import TextIO
 
 CHOICES = ("auto", "always", "never")
 HELP = "colour the text output (auto: only on a terminal, and not when NO_COLOR is set or TERM=dumb)"

@@ -36,7 +36,12 @@ def run(args: argparse.Namespace) -> int:
         unmatched = [g for g in args.ids if not any(fnmatch.fnmatchcase(fid, g) for fid in active)]
         for g in unmatched:
             print(f"nixdrift: no current finding matches {g!r}", file=sys.stderr)
-        for fid in store.accept(chosen, args.reason):
+        done = store.accept(chosen, args.reason)
+        if done:  # the daemon's answer to `check` marks what was accepted before: it no longer holds
+            from nixdrift import answer
+
+            answer.discard(answer.daemon_dir(store.path.parent))
+        for fid in done:
             print(f"accepted {fid}")
     finally:
         store.close()
