@@ -266,14 +266,41 @@ def has_history(state: str) -> bool:
 
 
 def below(root: str, path: str) -> str:
-    """`path` below `root`, Unsure where a link on the way would need `rootfs`'s resolution."""
+    """Where `path` is read below `root`, its links resolved as `rootfs.Root` resolves them: an
+    absolute target restarts at the root, and a store path absent below the root is this machine's
+    (on a NixOS root /etc/hostname is a link into /etc/static, which leads into the store)."""
     if root == "/":
         return path
-    where = root
-    for part in path.strip("/").split("/"):
-        where = os.path.join(where, part)
+    base = root.rstrip("/")
+    stack = [p for p in reversed(path.split("/")) if p]
+    current, hops = "", 0
+    while stack:
+        part = stack.pop()
+        if part == "..":
+            current = current.rsplit("/", 1)[0]
+            continue
+        if part == ".":
+            continue
+        candidate = f"{current}/{part}"
+        where = _real(base, candidate)
         if os.path.islink(where):
-            raise Unsure("a link below the root")
+            hops += 1
+            if hops > 40:
+                raise Unsure("too many levels of links below the root")
+            target = os.readlink(where)
+            if target.startswith("/"):
+                current = ""
+            stack.extend(p for p in reversed(target.split("/")) if p)
+        else:
+            current = candidate
+    return _real(base, current or "/")
+
+
+def _real(base: str, host_path: str) -> str:
+    """`Root._real`: below the root, but a store path absent there from this machine's store."""
+    where = base + host_path
+    if host_path.startswith("/nix/store/") and not os.path.lexists(where):
+        return host_path
     return where
 
 
@@ -315,7 +342,7 @@ def host_name(root: str) -> str:
 def is_nixos(root: str) -> bool:
     """A NixOS marker below the root (as `nixos_root.markers`; a marker this path cannot see
     without `rootfs` only makes it unsure)."""
-    if any(os.path.lexists(below(root, m)) for m in NIXOS_MARKERS):
+    if any(os.path.lexists(root.rstrip("/") + m) for m in NIXOS_MARKERS):  # as `root.path(m)`: not resolved
         return True
     data = read_small(below(root, "/etc/os-release"), 64 * 1024)
     for line in (data or b"").decode("utf-8", "replace").splitlines():
