@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from nixdrift.errors import NixdriftError
-from nixdrift.models import Finding, Report
+from nixdrift.models import Finding, Report, Severity
 
 log = logging.getLogger(__name__)
 
@@ -36,6 +36,8 @@ def now_iso() -> str:
 
 DB_NAME = "history.db"
 DAY = 86400.0
+PAGE = 2000  # findings read from the database at a time: what a reader holds, whatever the total
+META_PIECE = 1 << 20  # bytes of a large meta value copied at a time
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta(key TEXT PRIMARY KEY, value TEXT NOT NULL);
@@ -46,6 +48,7 @@ CREATE TABLE IF NOT EXISTS findings(
   id TEXT PRIMARY KEY, category TEXT NOT NULL, severity TEXT NOT NULL, actual TEXT NOT NULL,
   data TEXT NOT NULL, first_seen TEXT NOT NULL, last_seen TEXT NOT NULL, count INTEGER NOT NULL,
   resolved_at TEXT);
+CREATE INDEX IF NOT EXISTS findings_open ON findings(category, id) WHERE resolved_at IS NULL;
 CREATE TABLE IF NOT EXISTS appearances(id TEXT NOT NULL, at REAL NOT NULL);
 CREATE INDEX IF NOT EXISTS appearances_id ON appearances(id, at);
 CREATE TABLE IF NOT EXISTS accepted(id TEXT PRIMARY KEY, actual TEXT NOT NULL, reason TEXT NOT NULL, at TEXT NOT NULL);
@@ -162,10 +165,23 @@ class Store:
         with self.tx() as c:
             c.execute("INSERT OR REPLACE INTO meta(key, value) VALUES(?, ?)", (key, value))
 
+    def put_meta_file(self, key: str, path: Path) -> None:
+        """A large value (the published report) copied from a file into its row a piece at a time:
+        never whole in memory, neither here nor in SQLite's bindings. Stored as UTF-8 bytes."""
+        size = path.stat().st_size
+        with self.tx() as c, path.open("rb") as src:
+            c.execute("INSERT OR REPLACE INTO meta(key, value) VALUES(?, zeroblob(?))", (key, size))
+            rowid = c.execute("SELECT rowid FROM meta WHERE key = ?", (key,)).fetchone()[0]
+            with c.blobopen("meta", "value", rowid) as blob:
+                while piece := src.read(META_PIECE):
+                    blob.write(piece)
+
     def meta(self, key: str) -> str | None:
         with self._lock:
             row = self.conn.execute("SELECT value FROM meta WHERE key = ?", (key,)).fetchone()
-        return str(row[0]) if row else None
+        if not row:
+            return None
+        return row[0].decode("utf-8") if isinstance(row[0], bytes) else str(row[0])
 
     # scans --------------------------------------------------------------------------------------
     def begin_scan(self, categories: Iterable[str], reason: str) -> int:
@@ -209,6 +225,88 @@ class Store:
             f = Finding.from_json(json.loads(data)).with_(first_seen=first, last_seen=last, count=int(count))
             out[f.id] = f
         return out
+
+    def active_keys(self, categories: Iterable[str]) -> Iterator[tuple[str, str, str, bool]]:
+        """(id, category, severity, accepted) of each unresolved finding of these categories, read a
+        page at a time: what the daemon keeps in memory of its active findings."""
+        cats = sorted(categories)
+        marks = ",".join("?" * len(cats))
+        sql = (
+            "SELECT id, category, severity, json_extract(data, '$.accepted') FROM findings"
+            f" WHERE resolved_at IS NULL AND category IN ({marks}) AND id > ? ORDER BY id LIMIT {PAGE}"
+        )
+        last: Any = ""
+        while True:
+            with self._lock:
+                rows = self.conn.execute(sql, (*cats, last)).fetchall()
+            for i, c, sev, acc in rows:
+                yield str(_s(i)), str(c), str(sev), bool(acc)
+            if len(rows) < PAGE:
+                return
+            last = rows[-1][0]
+
+    def active_pages(self, categories: Iterable[str]) -> Iterator[list[tuple[str, Any]]]:
+        """The unresolved findings of these categories in id order, a page of (id, row) at a time,
+        each page read whole before the caller writes: a reconcile of 100,000 known findings holds
+        one page. `row` is parsed by `finding_of` only when needed."""
+        cats = sorted(categories)
+        if not cats:
+            return
+        marks = ",".join("?" * len(cats))
+        sql = (
+            "SELECT id, data, first_seen, last_seen, count FROM findings"
+            f" WHERE resolved_at IS NULL AND category IN ({marks}) AND id > ? ORDER BY id LIMIT {PAGE}"
+        )
+        last: Any = ""
+        while True:
+            with self._lock:
+                rows = self.conn.execute(sql, (*cats, last)).fetchall()
+            if rows:
+                yield [(str(_s(r[0])), r) for r in rows]
+            if len(rows) < PAGE:
+                return
+            last = rows[-1][0]
+
+    def active_by_id(self, ids: Iterable[str]) -> dict[str, Finding]:
+        """These unresolved findings (those that are), read a page at a time."""
+        out: dict[str, Finding] = {}
+        wanted = [_t(i) for i in ids]
+        for start in range(0, len(wanted), 500):
+            chunk = wanted[start : start + 500]
+            marks = ",".join("?" * len(chunk))
+            with self._lock:
+                rows = self.conn.execute(
+                    "SELECT id, data, first_seen, last_seen, count FROM findings"
+                    f" WHERE resolved_at IS NULL AND id IN ({marks})",
+                    chunk,
+                ).fetchall()
+            for r in rows:
+                f = finding_of(r)
+                out[f.id] = f
+        return out
+
+    def active_sorted(self, categories: Iterable[str]) -> Iterator[Finding]:
+        """The unresolved findings of these categories most severe first, then by id (the report's
+        order), a page at a time."""
+        cats = sorted(categories)
+        if not cats:
+            return
+        marks = ",".join("?" * len(cats))
+        rank = "CASE severity " + " ".join(f"WHEN '{s.label}' THEN {s.value}" for s in Severity) + " ELSE 0 END"
+        sql = (
+            f"SELECT id, data, first_seen, last_seen, count, {rank} AS r FROM findings"
+            f" WHERE resolved_at IS NULL AND category IN ({marks}) AND (r < ? OR (r = ? AND id > ?))"
+            f" ORDER BY r DESC, id LIMIT {PAGE}"
+        )
+        after: tuple[int, Any] = (max(s.value for s in Severity) + 1, "")
+        while True:
+            with self._lock:
+                rows = self.conn.execute(sql, (*cats, after[0], after[0], after[1])).fetchall()
+            for r in rows:
+                yield finding_of(r)
+            if len(rows) < PAGE:
+                return
+            after = (int(rows[-1][5]), rows[-1][0])
 
     def appear(self, finding: Finding, at: float | None = None) -> tuple[Finding, int]:
         """Record a new appearance; return the finding with its history and appearances in 24 h."""
@@ -392,6 +490,11 @@ class Store:
             Remediation(int(r[0]), r[1], r[2], r[3], r[4], r[5] or "", None if r[6] is None else bool(r[6]))
             for r in rows
         ]
+
+
+def finding_of(row: Any) -> Finding:
+    """A finding from a row starting (id, data, first_seen, last_seen, count)."""
+    return Finding.from_json(json.loads(row[1])).with_(first_seen=row[2], last_seen=row[3], count=int(row[4]))
 
 
 def _row(f: Finding) -> tuple[Any, ...]:

@@ -9,18 +9,19 @@ quiet until their actual value changes.
 
 from __future__ import annotations
 
+import bisect
 import json
 import logging
 import posixpath
 from collections import Counter
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from types import MappingProxyType
 from typing import Any
 
 from nixdrift.models import Category, Finding, Section, Severity, Source
 from nixdrift.pipeline import now_iso
-from nixdrift.service.history import Store
+from nixdrift.service.history import PAGE, Store, finding_of
 from nixdrift.sinks.journald import Alert, Event
 
 log = logging.getLogger(__name__)
@@ -39,43 +40,87 @@ def escalate(f: Finding, why: str) -> Finding:
     return f.with_(severity=after, message=f"{f.message} (escalated from {before.label}: {why})", evidence=evidence)
 
 
-def coalesce(alerts: list[Alert], limit: int = COALESCE_OVER) -> list[Alert]:
+def coalesce(alerts: Iterable[Alert], limit: int = COALESCE_OVER) -> list[Alert]:
     """A burst is one alert per directory and event: more than `limit` alerts of one event below one
     directory become a single alert naming the count and the first paths (history keeps each)."""
-    groups: dict[tuple[Event, str], list[Alert]] = {}
+    c = Coalescer(limit)
     for a in alerts:
-        if a.finding is not None and a.event in (Event.NEW, Event.RESOLVED) and a.finding.path:
-            groups.setdefault((a.event, posixpath.dirname(a.finding.path)), []).append(a)
-    out: list[Alert] = []
-    said: set[tuple[Event, str]] = set()
-    for a in alerts:
-        key = (a.event, posixpath.dirname(a.finding.path)) if a.finding is not None and a.finding.path else None
-        group = groups.get(key) if key is not None else None
-        if key is None or group is None or len(group) <= limit:
-            out.append(a)
-            continue
-        if key in said:
-            continue
-        said.add(key)
-        event, directory = key
-        paths = sorted(g.finding.path for g in group if g.finding is not None)
-        first = ", ".join(paths[:FIRST_PATHS])
-        categories = sorted({g.finding.category.value for g in group if g.finding is not None})
-        what = "new findings" if event is Event.NEW else "findings resolved"
-        out.append(
-            Alert(
+        c.add(a)
+    return c.alerts()
+
+
+@dataclass(slots=True)
+class _Burst:
+    at: int  # position of its first alert
+    members: list[tuple[int, Alert]]  # kept while there are at most `limit`
+    count: int = 0
+    first: list[str] = field(default_factory=list)  # the FIRST_PATHS smallest paths
+    categories: set[str] = field(default_factory=set)
+    worst: Severity = Severity.INFO
+
+
+class Coalescer:
+    """`coalesce`, one alert at a time: it holds at most `limit` alerts of a directory, then only
+    their count, first paths, categories and worst severity, so a storm of 100,000 findings is never
+    100,000 alerts in memory. Alerts come out in the order they went in; a burst at its first."""
+
+    def __init__(self, limit: int = COALESCE_OVER) -> None:
+        self.limit = limit
+        self._n = 0
+        self._single: list[tuple[int, Alert]] = []
+        self._bursts: dict[tuple[Event, str], _Burst] = {}
+
+    def add(self, a: Alert) -> None:
+        self._n += 1
+        if a.finding is None or a.event not in (Event.NEW, Event.RESOLVED) or not a.finding.path:
+            self._single.append((self._n, a))
+            return
+        path = a.finding.path
+        key = (a.event, posixpath.dirname(path))
+        burst = self._bursts.get(key)
+        if burst is None:
+            burst = self._bursts[key] = _Burst(self._n, [])
+        burst.count += 1
+        if burst.count <= self.limit:
+            burst.members.append((self._n, a))
+        else:
+            burst.members.clear()
+        if len(burst.first) < FIRST_PATHS or path < burst.first[-1]:
+            bisect.insort(burst.first, path)
+            del burst.first[FIRST_PATHS:]
+        burst.categories.add(a.finding.category.value)
+        burst.worst = max(burst.worst, a.severity)
+
+    def alerts(self) -> list[Alert]:
+        out = list(self._single)
+        for (event, directory), b in self._bursts.items():
+            if b.count <= self.limit:
+                out.extend(b.members)
+                continue
+            categories = sorted(b.categories)
+            what = "new findings" if event is Event.NEW else "findings resolved"
+            first = ", ".join(b.first)
+            alert = Alert(
                 event,
-                f"{event.value}: {len(group)} {what} below {directory} ({', '.join(categories)}): {first}, ...",
-                max(g.severity for g in group),
+                f"{event.value}: {b.count} {what} below {directory} ({', '.join(categories)}): {first}, ...",
+                b.worst,
                 extra={
-                    "NIXDRIFT_COUNT": str(len(group)),
+                    "NIXDRIFT_COUNT": str(b.count),
                     "NIXDRIFT_PATH": directory,
                     "NIXDRIFT_CATEGORY": ",".join(categories),
-                    "NIXDRIFT_PATHS": "\n".join(paths[:FIRST_PATHS]),
+                    "NIXDRIFT_PATHS": "\n".join(b.first),
                 },
             )
-        )
-    return out
+            out.append((b.at, alert))
+        out.sort(key=lambda pa: pa[0])
+        return [a for _at, a in out]
+
+
+def scan_failed(category: Category, section: Section[Any]) -> bool:
+    """Whether a category could not be judged because the daemon's own work failed: its capture
+    raised, or its comparator did (`pipeline.comparator_failed`). Either is a "scan failed" alert."""
+    why = section.unavailable or ""
+    return why.startswith("capture failed") or why.startswith(f"{category.value} comparator failed:")
 
 
 def _basis(f: Finding, accepted: bool) -> int:
@@ -93,15 +138,77 @@ class Scoped:
     owns: Callable[[Finding], bool]
 
 
+OUTCOME_KEEP = 100  # findings an Outcome lists of each kind (its counts are exact)
+UNKNOWN = -1  # no digest yet (hash() never returns -1)
+
+Key = tuple[Category, Severity, bool]  # what the counts, STATUS and the report's summary need
+
+
+def _key(f: Finding) -> Key:
+    return (f.category, f.severity, f.accepted)
+
+
 @dataclass(slots=True)
 class Outcome:
     alerts: list[Alert] = field(default_factory=list)
-    new: list[Finding] = field(default_factory=list)
-    resolved: list[Finding] = field(default_factory=list)
+    new: list[Finding] = field(default_factory=list)  # the first OUTCOME_KEEP
+    resolved: list[Finding] = field(default_factory=list)  # the first OUTCOME_KEEP
+    new_count: int = 0
+    resolved_count: int = 0
+
+    def add_new(self, f: Finding) -> None:
+        self.new_count += 1
+        if len(self.new) < OUTCOME_KEEP:
+            self.new.append(f)
+
+    def add_resolved(self, f: Finding) -> None:
+        self.resolved_count += 1
+        if len(self.resolved) < OUTCOME_KEEP:
+            self.resolved.append(f)
 
     @property
     def changed(self) -> bool:
-        return bool(self.new or self.resolved or self.alerts)
+        return bool(self.new_count or self.resolved_count or self.alerts)
+
+
+class Active(Mapping[str, Finding]):
+    """The active findings, read from the database when asked: the tracker keeps of each only its
+    id and a digest, so 100,000 of them are a few MiB, not a few hundred."""
+
+    def __init__(self, tracker: Tracker) -> None:
+        self._t = tracker
+
+    def __getitem__(self, fid: str) -> Finding:
+        got = self._t.store.active_by_id([fid]).get(fid) if fid in self._t._known else None
+        if got is None:
+            raise KeyError(fid)
+        return got
+
+    def __contains__(self, fid: object) -> bool:
+        return fid in self._t._known
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(list(self._t._known))
+
+    def __len__(self) -> int:
+        return len(self._t._known)
+
+
+@dataclass(slots=True)
+class _Writes:
+    """One page of a reconcile's writes, flushed inside its transaction."""
+
+    seen: list[Finding] = field(default_factory=list)
+    resolve: list[str] = field(default_factory=list)
+    events: list[tuple[str, Finding | None, str, str]] = field(default_factory=list)
+
+    def flush(self, store: Store) -> None:
+        store.seen(self.seen)
+        store.resolve(self.resolve)
+        store.events(self.events)
+        self.seen.clear()
+        self.resolve.clear()
+        self.events.clear()
 
 
 class Tracker:
@@ -109,23 +216,37 @@ class Tracker:
         self.store = store
         self.threshold = threshold
         self.kube = kube  # which family this tracker keeps (one database holds a host's and a cluster's)
-        self.active: dict[str, Finding] = self._mine(store.active())
+        self.family = tuple(c for c in Category if c.is_kube is kube)
+        # what memory holds of the active findings (the database has them whole): id -> digest of
+        # what the comparator last said (UNKNOWN until compared in this process), their counts by
+        # (category, severity, accepted), and which are accepted
+        self._known: dict[str, int] = {}
+        self._tally: Counter[Key] = Counter()
+        self._accepted: set[str] = set()
+        self._load()
+        self.active: Mapping[str, Finding] = Active(self)
         self.status: dict[Category, str] = {}
         self.problems: dict[Category, tuple[str, ...]] = {}
         self._failed: set[Category] = set()
-        self._basis: dict[str, int] = {}  # id -> digest of what the comparator last said (skip if same)
         self.seen_at: dict[Category, str] = {}  # when each category's unchanged findings were last seen
         # what other threads read (STATUS): replaced whole, never mutated, so never read mid-update
         self.counts: Mapping[str, int] = self._count()
 
+    def _load(self) -> None:
+        known: dict[str, int] = {}
+        tally: Counter[Key] = Counter()
+        accepted: set[str] = set()
+        for fid, category, severity, is_accepted in self.store.active_keys(c.value for c in self.family):
+            known[fid] = UNKNOWN
+            tally[(Category(category), Severity.parse(severity), is_accepted)] += 1
+            if is_accepted:
+                accepted.add(fid)
+        self._known, self._tally, self._accepted = known, tally, accepted
+
     def reload(self) -> None:
         """Back to what the database holds (after a write failed part-way)."""
-        self.active = self._mine(self.store.active())
-        self._basis.clear()
+        self._load()
         self.counts = self._count()
-
-    def _mine(self, findings: dict[str, Finding]) -> dict[str, Finding]:
-        return {i: f for i, f in findings.items() if f.category.is_kube is self.kube}
 
     def reconcile(
         self,
@@ -140,6 +261,10 @@ class Tracker:
         the alert outbox commit together or not at all); memory follows only once it committed.
         The caller delivers the queued alerts (`Store.undelivered`).
 
+        The recorded findings of a category captured whole are read from the database a page at a
+        time and written a page at a time, within the one transaction: a storm's 100,000 findings
+        are never all in memory as recorded, compared and alerted at once.
+
         A category in `scoped` was captured at a few paths only: its findings that the predicate
         owns are replaced by these, the others are left as they are (neither seen nor resolved)."""
         out = Outcome()
@@ -152,77 +277,129 @@ class Tracker:
         current = {f.id: f for f in findings if mine(f)}
         accepted = self.store.accepted()
         whole = captured - set(scoped)
-        previous = {i: f for i, f in self.active.items() if f.category in whole} if whole else {}
+        few: dict[str, Finding] = {}  # the scoped categories' recorded findings: an event's paths
         for c, part in scoped.items():  # an edit among 15,000 known findings: sieve by id first
             if c in captured:
-                sieved = (f for i, f in self.active.items() if i.startswith(part.prefixes))
-                previous.update((f.id, f) for f in sieved if f.category is c and part.owns(f))
-        stamp = now_iso()
+                ids = [i for i in self._known if i.startswith(part.prefixes)]
+                few.update((i, f) for i, f in self.store.active_by_id(ids).items() if f.category is c and part.owns(f))
+
+        def known(fid: str, f: Finding) -> bool:
+            return fid in few if f.category in scoped else fid in self._known
+
+        fresh_ids = sorted(i for i, f in current.items() if not known(i, f))
         # attribution asks the journal: before the transaction, which holds the database lock
-        fresh_new: dict[str, Finding] = {}
-        for fid in sorted(set(current) - set(previous)):
-            baseline = accepted.get(fid)
-            f = current[fid].with_(source=source, accepted=baseline is not None and baseline[0] == current[fid].actual)
-            if attribute is not None and f.source is Source.REALTIME:
-                f = f.with_(evidence={**f.evidence, "attribution": attribute(f)})
-            fresh_new[fid] = f
-        changed: dict[str, Finding] = {}
+        notes: dict[str, str] = {}
+        if attribute is not None and source is Source.REALTIME:
+            notes = {fid: attribute(current[fid]) for fid in fresh_ids}
+        stamp = now_iso()
+        coalescer = Coalescer()
         bases: dict[str, int] = {}
-        events: list[tuple[str, Finding | None, str, str]] = []
-        with self.store.tx():
-            failures = self._note_failures(sections, out)
-            for fid, fresh in sorted(current.items()):
-                baseline = accepted.get(fid)
-                is_accepted = baseline is not None and baseline[0] == fresh.actual
-                old = previous.get(fid)
-                if old is None:
-                    f = self._appear(fresh_new[fid])
-                    bases[fid] = _basis(fresh, f.accepted)
-                    out.new.append(f)
-                    changed[fid] = f
-                    events.append(("new", f, "", f.actual))
-                    if not f.accepted and f.severity >= self.threshold:
-                        out.alerts.append(Alert.of(Event.NEW, f))
-                    continue
-                basis = _basis(fresh, is_accepted)
-                if self._basis.get(fid) == basis:
-                    continue  # the comparator said the same as last time: only last seen moves (below)
-                f = self._carry(old, fresh, stamp, is_accepted)
-                bases[fid] = basis
-                if f.with_(last_seen=old.last_seen) == old:
-                    continue
-                changed[fid] = f
-                if old.accepted and not f.accepted and baseline is not None:
-                    events.append(("new", f, "", f"changed since accepted ({baseline[0]!r} -> {f.actual!r})"))
-                    if f.severity >= self.threshold:
-                        out.alerts.append(Alert.of(Event.NEW, f, "changed since it was accepted"))
-                elif f.severity > old.severity and not f.accepted:
-                    events.append(("escalated", f, "", f"{old.severity.label} -> {f.severity.label}"))
-                    if f.severity >= self.threshold:
-                        out.alerts.append(Alert.of(Event.ESCALATED, f, f"was {old.severity.label}"))
-                elif f.actual != old.actual:
-                    events.append(("changed", f, "", f"{old.actual!r} -> {f.actual!r}"))
-                    if not f.accepted and f.severity >= self.threshold:
-                        out.alerts.append(Alert.of(Event.NEW, f, f"changed again, was {old.actual!r}"))
-            gone = [previous[i] for i in sorted(set(previous) - set(current))]
-            for f in gone:
-                out.resolved.append(f)
-                events.append(("resolved", f, "", ""))
+        gone: list[str] = []
+        accepting: dict[str, bool] = {}  # id -> accepted, for those recorded whose flag may have changed
+        plus: Counter[Key] = Counter()
+        minus: Counter[Key] = Counter()
+        writes = _Writes()
+
+        def compare(fid: str, fresh: Finding, recorded: Any) -> None:
+            """A recorded finding (a Finding, or its row: parsed only when needed) the capture found
+            again: write it only if what it says changed."""
+            baseline = accepted.get(fid)
+            is_accepted = baseline is not None and baseline[0] == fresh.actual
+            basis = _basis(fresh, is_accepted)
+            if self._known.get(fid) == basis:
+                return  # the comparator said the same as last time: only last seen moves (touch)
+            old = recorded if isinstance(recorded, Finding) else finding_of(recorded)
+            f = self._carry(old, fresh, stamp, is_accepted)
+            bases[fid] = basis
+            if f.with_(last_seen=old.last_seen) == old:
+                return
+            writes.seen.append(f)
+            if f.accepted != old.accepted:
+                accepting[fid] = f.accepted
+            minus[_key(old)] += 1
+            plus[_key(f)] += 1
+            if old.accepted and not f.accepted and baseline is not None:
+                writes.events.append(("new", f, "", f"changed since accepted ({baseline[0]!r} -> {f.actual!r})"))
+                if f.severity >= self.threshold:
+                    coalescer.add(Alert.of(Event.NEW, f, "changed since it was accepted"))
+            elif f.severity > old.severity and not f.accepted:
+                writes.events.append(("escalated", f, "", f"{old.severity.label} -> {f.severity.label}"))
+                if f.severity >= self.threshold:
+                    coalescer.add(Alert.of(Event.ESCALATED, f, f"was {old.severity.label}"))
+            elif f.actual != old.actual:
+                writes.events.append(("changed", f, "", f"{old.actual!r} -> {f.actual!r}"))
                 if not f.accepted and f.severity >= self.threshold:
-                    out.alerts.append(Alert.of(Event.RESOLVED, f))
+                    coalescer.add(Alert.of(Event.NEW, f, f"changed again, was {old.actual!r}"))
+
+        def resolve(f: Finding) -> None:
+            out.add_resolved(f)
+            gone.append(f.id)
+            minus[_key(f)] += 1
+            writes.resolve.append(f.id)
+            writes.events.append(("resolved", f, "", ""))
+            if not f.accepted and f.severity >= self.threshold:
+                coalescer.add(Alert.of(Event.RESOLVED, f))
+
+        with self.store.tx():
+            failures, failed_alerts = self._note_failures(sections)
+            for a in failed_alerts:
+                coalescer.add(a)
+            met: set[str] = set()
+            for page in self.store.active_pages(c.value for c in sorted(whole, key=lambda c: c.value)):
+                for fid, row in page:
+                    fresh = current.get(fid)
+                    if fresh is None:
+                        resolve(finding_of(row))
+                    else:
+                        met.add(fid)
+                        compare(fid, fresh, row)
+                writes.flush(self.store)
+            for fid, old in sorted(few.items()):
+                fresh = current.get(fid)
+                if fresh is None:
+                    resolve(old)
+                else:
+                    compare(fid, fresh, old)
+            writes.flush(self.store)
+            missing = [i for i, f in current.items() if f.category in whole and i in self._known and i not in met]
+            if missing:  # active in memory, not in the database (it was changed beside us): recorded anew
+                log.warning("%d finding(s) known as active were not in the history: recorded again", len(missing))
+                fresh_ids = sorted({*fresh_ids, *missing})
+            for n, fid in enumerate(fresh_ids, 1):
+                fresh = current[fid]
+                baseline = accepted.get(fid)
+                f = fresh.with_(source=source, accepted=baseline is not None and baseline[0] == fresh.actual)
+                if fid in notes:
+                    f = f.with_(evidence={**f.evidence, "attribution": notes[fid]})
+                f = self._appear(f)
+                bases[fid] = _basis(fresh, f.accepted)
+                out.add_new(f)
+                if f.accepted or fid in self._accepted:
+                    accepting[fid] = f.accepted
+                plus[_key(f)] += 1
+                writes.events.append(("new", f, "", f.actual))
+                if not f.accepted and f.severity >= self.threshold:
+                    coalescer.add(Alert.of(Event.NEW, f))
+                if n % PAGE == 0:
+                    writes.flush(self.store)
+            writes.flush(self.store)
             self.store.touch((c.value for c in captured if c not in scoped), stamp)
-            self.store.seen([f for fid, f in changed.items() if fid in previous])
-            self.store.resolve(f.id for f in gone)
-            self.store.events(events)
-            out.alerts = coalesce(out.alerts)
+            out.alerts = coalescer.alerts()
             self.store.queue_alerts(json.dumps(a.to_json(), sort_keys=True) for a in out.alerts)
         # committed: now memory may follow
         self._failed = failures
-        self.active.update(changed)
-        self._basis.update(bases)
-        for f in gone:
-            del self.active[f.id]
-            self._basis.pop(f.id, None)
+        self._known.update(bases)
+        for fid in gone:
+            self._known.pop(fid, None)
+            self._accepted.discard(fid)
+        self._tally.update(plus)
+        self._tally.subtract(minus)
+        self._tally = +self._tally
+        for fid, is_accepted in accepting.items():
+            if is_accepted:
+                self._accepted.add(fid)
+            else:
+                self._accepted.discard(fid)
         for c in captured - set(scoped):
             self.seen_at[c] = stamp
         self._update_status(sections, frozenset(scoped))
@@ -253,33 +430,28 @@ class Tracker:
             f = f.with_(evidence={**f.evidence, "attribution": old.evidence["attribution"]})
         return f
 
-    def _note_failures(self, sections: Mapping[Category, Section[Any]], out: Outcome) -> set[Category]:
+    def _note_failures(self, sections: Mapping[Category, Section[Any]]) -> tuple[set[Category], list[Alert]]:
         """Record and alert categories whose capture failed (once until they succeed); returns the
-        failed set to keep once the transaction committed."""
+        failed set to keep once the transaction committed, and the alerts to queue."""
         failing = set(self._failed)
+        alerts: list[Alert] = []
         for category, section in sorted(sections.items(), key=lambda kv: kv[0].value):
-            failed = section.unavailable is not None and section.unavailable.startswith("capture failed")
+            failed = scan_failed(category, section)
             if failed and category not in failing:
                 failing.add(category)
                 text = f"scan of {category.value} failed: {section.unavailable}"
                 self.store.events([("scan-failed", None, "", text)])
-                out.alerts.append(
+                alerts.append(
                     Alert(Event.SCAN_FAILED, text, Severity.MEDIUM, extra={"NIXDRIFT_CATEGORY": category.value})
                 )
             elif not failed:
                 failing.discard(category)
-        return failing
+        return failing, alerts
 
     def _update_status(
         self, sections: Mapping[Category, Section[Any]], scoped: frozenset[Category] = frozenset()
     ) -> None:
-        wanted, drifted = set(sections), set()
-        for f in self.active.values():  # stops at the first drift of each category it is asked about
-            if f.category in wanted and not f.accepted:
-                drifted.add(f.category)
-                wanted.discard(f.category)
-                if not wanted:
-                    break
+        drifted = {c for (c, _s, accepted), n in self._tally.items() if n > 0 and not accepted}
         for category, section in sections.items():
             if section.unavailable is not None:
                 self.status[category] = f"unavailable: {section.unavailable}"
@@ -293,31 +465,56 @@ class Tracker:
                 self.problems[category] = section.problems
 
     def accepted_changed(self) -> list[Finding]:
-        """Apply acceptances made by `nixdrift accept` since the last look (no alert, no capture)."""
+        """Apply acceptances made by `nixdrift accept` since the last look (no alert, no capture):
+        only the accepted ones and those recorded as accepted are read."""
         accepted = self.store.accepted()
+        candidates = {i for i in accepted if i in self._known} | self._accepted
         changed: list[Finding] = []
-        for fid, f in list(self.active.items()):
+        for fid, f in sorted(self.store.active_by_id(candidates).items()):
             now = fid in accepted and accepted[fid][0] == f.actual
-            if now != f.accepted:
-                self.active[fid] = f.with_(accepted=now)
-                changed.append(self.active[fid])
+            if fid in self._known and now != f.accepted:
+                changed.append(f.with_(accepted=now))
         if changed:
             self.store.seen(changed)
+            for f in changed:
+                self._tally[(f.category, f.severity, not f.accepted)] -= 1
+                self._tally[_key(f)] += 1
+                if f.accepted:
+                    self._accepted.add(f.id)
+                else:
+                    self._accepted.discard(f.id)
+            self._tally = +self._tally
             self.counts = self._count()
         return changed
 
     def _count(self) -> Mapping[str, int]:
         """Active, unaccepted findings by severity; only the worker thread calls it."""
-        by_severity = Counter(f.severity for f in self.active.values() if not f.accepted)
+        by_severity: Counter[Severity] = Counter()
+        for (_c, severity, accepted), n in self._tally.items():
+            if not accepted:
+                by_severity[severity] += n
         return MappingProxyType({s.label: by_severity[s] for s in sorted(Severity, reverse=True)})
 
-    def current(self) -> list[Finding]:
-        """The active findings with their true last seen (unchanged ones are not rewritten per scan)."""
-        out = []
-        for f in self.active.values():
+    def tally(self) -> dict[Key, int]:
+        """Active findings by (category, severity, accepted): what a report's counts need."""
+        return dict(self._tally)
+
+    def findings(self) -> Iterator[Finding]:
+        """The active findings as recorded, by id, read a page at a time."""
+        for page in self.store.active_pages(c.value for c in self.family):
+            for _fid, row in page:
+                yield finding_of(row)
+
+    def iter_current(self) -> Iterator[Finding]:
+        """The active findings most severe first, then by id (the report's order), with their true
+        last seen (unchanged ones are not rewritten per scan), read a page at a time."""
+        for f in self.store.active_sorted(c.value for c in self.family):
             seen = self.seen_at.get(f.category)
-            out.append(f.with_(last_seen=seen) if seen is not None and seen > f.last_seen else f)
-        return out
+            yield f.with_(last_seen=seen) if seen is not None and seen > f.last_seen else f
+
+    def current(self) -> list[Finding]:
+        """`iter_current`, whole (a cluster's findings: a few)."""
+        return list(self.iter_current())
 
     def summary(self) -> dict[str, int]:
         """Safe from any thread: a copy of the last published counts."""

@@ -3,18 +3,23 @@
 from __future__ import annotations
 
 import contextlib
+import ctypes
+import ctypes.util
 import dataclasses
 import functools
+import gc
+import io
+import itertools
 import json
 import logging
 import os
 import sqlite3
 import threading
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, assert_never
+from typing import IO, TYPE_CHECKING, Any, assert_never
 
 from nixdrift import __version__, pipeline
 from nixdrift import target as scan_target
@@ -24,13 +29,13 @@ from nixdrift.compare import etc as c_etc
 from nixdrift.config import Config
 from nixdrift.declared.model import DeclaredState
 from nixdrift.errors import NixdriftError
-from nixdrift.models import Category, Finding, Report, Section, Severity, Source, sort_findings
+from nixdrift.models import Category, Finding, Fix, Kind, Report, Section, Severity, Source, sort_findings
 from nixdrift.pipeline import ScanOptions
-from nixdrift.service import attribution, remediate
+from nixdrift.service import answering, attribution, remediate
 from nixdrift.service.health import Degradations
 from nixdrift.service.history import Store
 from nixdrift.service.routes import Action
-from nixdrift.service.tracker import Scoped, Tracker
+from nixdrift.service.tracker import Scoped, Tracker, scan_failed
 from nixdrift.sinks.journald import Alert, Event, JournalSink
 
 if TYPE_CHECKING:
@@ -49,6 +54,7 @@ STORM_GAP = 0.05  # seconds: a scoped job taken this soon after the last one end
 GATHER = 0.3  # seconds a storm's scoped job waits for more events to merge into it
 PUBLISH_LATEST = 5.0
 SCOPED = frozenset({Category.ETC})  # categories an event re-captures at its paths only
+BIG = 2000  # findings changed in one job after which the worker hands freed memory back
 DELIVER_BATCH = 100  # alerts sent between two marks of delivery (a crash repeats at most these)
 RETRY_AFTER = 2.0  # seconds before a job that failed (database, exception) is tried again
 
@@ -127,17 +133,54 @@ class Job:
         return ", ".join(sorted(self.reasons)) or "scan"
 
 
+def write_report(out: IO[str], head: Report, summary: Mapping[str, int], findings: Iterable[Finding]) -> int:
+    """`json.dumps(report.to_json(), sort_keys=True)`, the same text, written one finding at a time
+    from `findings` (already in the report's order): a report of 100,000 findings never exists whole,
+    neither as findings nor as text. Returns how many findings it wrote."""
+    top = head.to_json()
+    top["summary"] = dict(summary)
+    before, _, after = json.dumps({**top, "findings": 0}, sort_keys=True).partition('"findings": 0')
+    out.write(before + '"findings": [')
+    n = 0
+    for f in findings:
+        out.write((", " if n else "") + json.dumps(f.to_json(), sort_keys=True))
+        n += 1
+    out.write("]" + after)
+    return n
+
+
 def report_text(report: Report) -> str:
-    """`json.dumps(report.to_json(), sort_keys=True)`, the same text, built one finding at a time: a
-    storm's report never exists whole as a tree of dicts beside its text (a third less at the peak)."""
-    head = dataclasses.replace(report, findings=()).to_json()
-    head["summary"] = report.summary()
-    before, _, after = json.dumps({**head, "findings": 0}, sort_keys=True).partition('"findings": 0')
-    parts = [before, '"findings": [']
-    for i, f in enumerate(sort_findings(report.findings)):
-        parts += [", " if i else "", json.dumps(f.to_json(), sort_keys=True)]
-    parts += ["]", after]
-    return "".join(parts)
+    """A whole report's text, through `write_report`."""
+    buf = io.StringIO()
+    write_report(buf, dataclasses.replace(report, findings=()), report.summary(), sort_findings(report.findings))
+    return buf.getvalue()
+
+
+def counted(head: Report, tally: Mapping[tuple[Category, Severity, bool], int]) -> Report:
+    """A report whose findings only count (one stand-in per category, severity and acceptance,
+    repeated): what the metrics read of a report, at 8 bytes a finding."""
+    stand_ins = (
+        itertools.repeat(
+            Finding(
+                id="", category=c, subject="", kind=Kind.CHANGED, expected="", actual="", message="",
+                fix=Fix(nix="", command="", safe=False), severity=sev, accepted=acc,
+            ),
+            n,
+        )
+        for (c, sev, acc), n in sorted(tally.items(), key=lambda kv: (kv[0][0].value, kv[0][1], kv[0][2]))
+    )  # fmt: skip
+    return dataclasses.replace(head, findings=tuple(itertools.chain.from_iterable(stand_ins)))
+
+
+def release_memory() -> None:
+    """After a large capture: collect, then hand freed heap pages back to the system (glibc's
+    malloc_trim), so the peak of one storm is not the resident size of the rest of the day."""
+    gc.collect()
+    try:
+        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
+        libc.malloc_trim(0)
+    except (OSError, AttributeError):
+        pass  # not glibc: the memory is reused by the next capture instead
 
 
 class Worker:
@@ -280,7 +323,7 @@ class Worker:
             log.error("cannot re-read the history database either: %s", exc)
         if self.declared is not None:  # the metrics file is not in the database: it can say so
             try:
-                self._metrics(self.report(self.declared))
+                self._metrics(counted(self.head(self.declared), self.tracker.tally()))
             except Exception:
                 log.exception("writing the metrics after a failure failed too")
         with self._retry_lock:
@@ -364,13 +407,14 @@ class Worker:
         captured = pipeline.capture(self.root, declared, whole, cache_dir=self.opts.cache_dir)  # + stat cache
         compared = pipeline.compare_sections(declared, captured)
         sections = {**compared.sections, **{c: s for c, (s, _f, _o) in parts.items()}}
-        findings = [*compared.findings, *(f for _s, fs, _o in parts.values() for f in fs)]
-        report = pipeline.build_report(declared, self.root, sections, findings, self.opts.policy)
+        # the policy's view (exceptions, severity overrides) is all the history needs of a report:
+        # the first and last seen stamps build_report would add are the tracker's to set
+        findings = self.opts.policy.apply([*compared.findings, *(f for _s, fs, _o in parts.values() for f in fs)])
         # the history needs of a section only whether it was read and its problems: what was read
         # (all of /etc in a storm) and the comparators' own copies go before the history is written
         sections = {c: Section(c, None, sec.unavailable, sec.problems) for c, sec in sections.items()}
         owners = {c: owner for c, (_s, _f, owner) in parts.items()}
-        del captured, compared, findings, parts
+        del captured, compared, parts
         budget = [MAX_ATTRIBUTIONS]
 
         def attribute(f: Any) -> str:
@@ -380,11 +424,14 @@ class Worker:
             return attribution.attribute(self.root, f, job.at or time.time())
 
         source = Source.REALTIME if job.realtime and not job.full else Source.SCAN
-        outcome = self.tracker.reconcile(sections, report.findings, source=source, attribute=attribute, scoped=owners)
+        outcome = self.tracker.reconcile(sections, findings, source=source, attribute=attribute, scoped=owners)
+        del findings
+        if whole or outcome.new_count + outcome.resolved_count > BIG:
+            release_memory()
         self.checkpoint("record")  # recorded, alerts queued, none delivered yet
         self.deliver()
         duration = time.monotonic() - started
-        failed = [c.value for c, s in sections.items() if (s.unavailable or "").startswith("capture failed")]
+        failed = [c.value for c, s in sections.items() if scan_failed(c, s)]
         self.store.end_scan(seq, not failed, ", ".join(failed) or None, duration)
         now = time.time()
         for c in whole:  # a category captured at a few paths is not captured: its interval still runs
@@ -484,7 +531,8 @@ class Worker:
         return None
 
     # --- outside view --------------------------------------------------------------------------
-    def report(self, declared: DeclaredState) -> Report:
+    def head(self, declared: DeclaredState) -> Report:
+        """The report without its findings (the database has them: `report` or `write_report`)."""
         t = self.tracker
         degraded = self.degraded.current()
         return Report(
@@ -493,7 +541,7 @@ class Worker:
             flake=declared.flake,
             generations=pipeline.generations_of(self.root, declared),
             categories=dict(t.status),
-            findings=sort_findings(t.current()),
+            findings=(),
             threshold=self.opts.policy.threshold,
             problems=tuple(
                 f"{c.value}: {p}" for c, ps in sorted(t.problems.items(), key=lambda kv: kv[0].value) for p in ps
@@ -502,6 +550,11 @@ class Worker:
             + tuple(f"daemon degraded: {k}: {degraded[k]}" for k in sorted(degraded)),
             scanned=scan_target.capture(self.root),
         )
+
+    def report(self, declared: DeclaredState) -> Report:
+        """The whole report, every finding in memory: only for the sinks that need them all (the
+        report directory, the cluster); the history's copy and the metrics are written without."""
+        return dataclasses.replace(self.head(declared), findings=tuple(self.tracker.iter_current()))
 
     def _watch_problems(self) -> tuple[str, ...]:
         """A degraded watch (polling after the inotify limit, a tree not watched) is said in the report."""
@@ -512,20 +565,32 @@ class Worker:
 
     def _publish(self, declared: DeclaredState, *, full: bool, changed: bool) -> None:
         self.tracker.accepted_changed()
-        report = self.report(declared)
-        self.store.put_meta("report", report_text(report))
+        head = self.head(declared)
+        staged = self.state_dir / ".report.json.part"
+        try:
+            with staged.open("w", encoding="utf-8") as out:
+                n = write_report(out, head, self.tracker.summary(), self.tracker.iter_current())
+            self.store.put_meta_file("report", staged)
+        finally:
+            staged.unlink(missing_ok=True)
         self.store.put_meta("captured_at", json.dumps(self.captured_at, sort_keys=True))
-        self._metrics(report)
-        log.info("published the report (%d findings)", len(report.findings))
+        answering.publish(self.state_dir, self.store, self.cfg, self.opts, self.captured_at, findings=n)
+        self._metrics(counted(head, self.tracker.tally()))
+        log.info("published the report (%d findings)", n)
+        whole: Report | None = None
         if full and self.cfg.report_dir:
             try:
                 from nixdrift.report import write_all
 
-                write_all(report, Path(self.cfg.report_dir))
+                whole = self.report(declared)
+                write_all(whole, Path(self.cfg.report_dir))
             except Exception:
                 log.exception("writing the reports into %s failed", self.cfg.report_dir)
         if self.cfg.kubernetes.enable:
-            self._kube_submit(report, changed)
+            self._kube_submit(whole or self.report(declared), changed)
+        if n > BIG:
+            del whole
+            release_memory()
 
     def _metrics(self, report: Report) -> None:
         try:
@@ -566,7 +631,7 @@ class Worker:
         if refused is not None:
             log.warning("auto-remediation skipped: %s", refused)
             return
-        for f in sorted(self.tracker.active.values(), key=lambda f: f.id):
+        for f in self.tracker.findings():
             if not remediate.eligible(f) or (f.id, f.actual) in self._attempted:
                 continue
             self._attempted.add((f.id, f.actual))
