@@ -193,12 +193,13 @@ def test_an_old_answer_or_one_from_the_future_does_not_hold(tree: Path, tmp_path
 
 
 def test_a_damaged_cut_short_or_foreign_manifest_does_not_hold(tree: Path, tmp_path: Path) -> None:
-    trace = traced(lambda: os.listdir(tree))
+    trace = traced(lambda: (os.listdir(tree), (tree / "absent-a").exists()))
     directory, meta = answer_of(trace, tmp_path / "answer")
     stored = directory / "answer-t.inputs"
     good = stored.read_bytes()
     assert scanindex.still_valid(directory, meta)
     for bad in (
+        good.replace(b"absent-a", b"absent-b"),  # still a path that is absent: only the checksum tells
         good[: len(good) // 2] + bytes([good[len(good) // 2] ^ 0x01]) + good[len(good) // 2 + 1 :],
         good[:-10],
         good.replace(scanindex.FORMAT.encode(), b"nixdrift-scanindex 0"),
