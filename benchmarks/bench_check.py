@@ -146,6 +146,12 @@ def bench_aide(work: Path, etc_dir: Path, runs: int) -> float | None:
 def daemon_state(built: BuiltHost, work: Path) -> Path:
     """A real daemon scans the host tree and publishes its state; then it is stopped."""
     state = work / "daemon-state"
+    # The daemon watches "this machine": the tree carries its machine-id, which is how a check on the
+    # live root knows the daemon's answer is of its own host (nixdrift.quick); nothing compares it.
+    mid, here = built.root / "etc" / "machine-id", Path("/etc/machine-id")
+    mid.unlink(missing_ok=True)
+    if here.is_file():
+        mid.write_bytes(here.read_bytes())
     argv = [*PY, "daemon", "--flake", str(built.flake), "--host", built.name, "--root", str(built.root)]
     argv += ["--state-dir", str(state)]
     env = {**ENV, "NIXDRIFT_JOURNAL_SOCKET": "/nonexistent"}
