@@ -68,6 +68,7 @@ _PROCESS_EVENTS = frozenset(
 _SOCKET_EVENTS = frozenset(("socket.connect", "socket.bind", "socket.sendto", "sqlite3.connect", "ctypes.dlopen"))
 _KERNEL_TREES = ("/proc", "/sys")
 _OWN_FDS = "/proc/self/fd/"
+_IMPORTS = "<frozen importlib"
 
 Sig = tuple[int, int, int, int, int, int, int, int]  # dev, ino, size, mtime_ns, ctime_ns, mode, uid, gid
 
@@ -87,11 +88,23 @@ def _path_sig(st: os.stat_result) -> Sig:
 class Trace:
     """The paths one scan used, and why it may not be indexable (see the module's docstring)."""
 
-    __slots__ = ("cwd", "followed", "ignored", "listed", "lstated", "started_ns", "taints", "trees", "vouching")
+    __slots__ = (
+        "cwd",
+        "cwd_matters",
+        "followed",
+        "ignored",
+        "listed",
+        "lstated",
+        "started_ns",
+        "taints",
+        "trees",
+        "vouching",
+    )
 
     def __init__(self, ignored: Iterable[str] = ()) -> None:
         self.started_ns = time.time_ns()
         self.cwd = os.getcwd()
+        self.cwd_matters = False  # a relative path was used: the answer holds in this directory only
         self.followed: set[str] = set()  # opened or stat'ed with links followed
         self.lstated: set[str] = set()  # lstat'ed or readlink'ed
         self.listed: set[str] = set()  # directories listed
@@ -104,6 +117,10 @@ class Trace:
         """This scan's answer may not be reused: `reason` says why (the first few are kept)."""
         if len(self.taints) < 8:
             self.taints.append(reason)
+
+    def depends_on_cwd(self) -> None:
+        """What the scan read depends on the working directory (e.g. `--flake .`)."""
+        self.cwd_matters = True
 
     def manifest(self) -> bytes | None:
         """The recorded inputs with their stats now, or None when the scan is not indexable. Asked
@@ -141,13 +158,18 @@ def _path(trace: Trace, path: Any) -> str | None:
         text = os.fsdecode(os.fspath(path))
     except TypeError:
         return None
-    return text if text.startswith("/") else os.path.join(trace.cwd, text)
+    if text.startswith("/"):
+        return text
+    trace.cwd_matters = True
+    return os.path.join(trace.cwd, text)
 
 
 def _audit(event: str, args: tuple[Any, ...]) -> None:
     trace = _ACTIVE
     if trace is None:
         return
+    if event in ("open", "os.scandir", "os.listdir") and sys._getframe(1).f_code.co_filename.startswith(_IMPORTS):
+        return  # the import system reading code (a module loaded lazily during the scan)
     if event == "open":
         if (path := _path(trace, args[0])) is not None:
             trace.followed.add(path)
@@ -402,6 +424,7 @@ class _Builder:
             "format": FORMAT,
             "scanned_ns": t.started_ns,
             "env": env,
+            "cwd": t.cwd if t.cwd_matters else None,
             "store": sorted(self.store.items()),
             "dirs": sorted([p, *v] for p, v in self.dirs.items()),
             "files": sorted([p, *v] for p, v in self.files.items()),
@@ -448,7 +471,7 @@ def _still_valid(directory: Any, meta: Mapping[str, Any], now: int) -> bool:
     if doc["format"] != FORMAT or scanned != validity.get("scanned_ns") or not scanned <= now < scanned + MAX_AGE_NS:
         return False
     env = {k: v for k, v in os.environ.items() if k in ENV_NAMES or k.startswith(ENV_PREFIXES)}
-    if env != doc["env"]:
+    if env != doc["env"] or doc["cwd"] not in (None, os.getcwd()):
         return False
     lexists = os.path.lexists
     if any(lexists(top) != bool(present) for top, present in doc["store"]):

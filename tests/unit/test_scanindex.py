@@ -218,3 +218,24 @@ def test_tracing_puts_os_back_as_it_was() -> None:
         with pytest.raises(RuntimeError), scanindex.tracing():
             pass
     assert (os.stat, os.lstat, os.readlink) == before
+
+
+def test_an_answer_that_read_a_relative_path_holds_in_its_own_directory_only(
+    tree: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    other = tmp_path / "other"
+    other.mkdir()
+    (other / "a.conf").write_text("another flake's file\n")
+    monkeypatch.chdir(tree)
+    directory, meta = answer_of(traced(lambda: Path("a.conf").read_text()), tmp_path / "answer")
+    assert scanindex.still_valid(directory, meta)
+    monkeypatch.chdir(other)  # `--flake .` here is another flake
+    assert not scanindex.still_valid(directory, meta)
+
+
+def test_a_module_imported_during_the_scan_is_no_input(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    (tmp_path / "lazy_module_of_the_scan.py").write_text("X = 1\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    with scanindex.tracing() as trace:
+        __import__("lazy_module_of_the_scan")
+    assert not any(p.startswith(str(tmp_path)) for p in (*trace.followed, *trace.listed)), trace.followed

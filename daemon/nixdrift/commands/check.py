@@ -107,11 +107,17 @@ def _publish(target: Target, cache: Path, report: Report, trace: scanindex.Trace
     import logging
 
     from nixdrift import answer, scanindex
+    from nixdrift.flakeref import FlakeRef
 
     log = logging.getLogger(__name__)
     root = str(target.root.prefix)
     directory = answer.check_dir(cache, root, target.flake, target.host)
     try:
+        if target.root.is_live:  # the kernel's host name, D-Bus, /proc: what no stat vouches for
+            trace.taint("the live host")
+        local = FlakeRef.parse(target.flake).local_source()
+        if local is not None and not local.is_absolute():
+            trace.depends_on_cwd()  # `--flake .` from another directory is another flake
         if unavailable := sorted(c.value for c, s in report.categories.items() if s.startswith("unavailable")):
             trace.taint(f"categories not scanned: {', '.join(unavailable)}")  # a check that could not look looks again
         manifest = trace.manifest()
