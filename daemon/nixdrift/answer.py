@@ -27,7 +27,8 @@ import os
 
 TYPE_CHECKING = False  # not typing's: importing typing (and pathlib) would cost the quick path ~15 ms
 if TYPE_CHECKING:
-    from collections.abc import Mapping
+    from collections.abc import Callable, Mapping
+    from contextlib import AbstractContextManager
     from pathlib import Path
     from typing import Any
 
@@ -135,10 +136,15 @@ def publish(
     question: Mapping[str, Any],
     validity: Mapping[str, Any],
     extra: Mapping[str, bytes] | None = None,
-) -> None:
+    guard: AbstractContextManager[bool] | None = None,
+) -> bool:
     """Write the answer of `report` to `question` into `directory` (created 0700), replacing the one
     there. Raises OSError when it cannot be written; an older answer is then left in place only if
-    its meta was not yet replaced (a reader never sees a half-written one)."""
+    its meta was not yet replaced (a reader never sees a half-written one).
+
+    `guard`, when given, is entered around the moment the answer becomes visible; when it yields
+    False (the report was replaced while this answer was rendered) the answer is dropped and
+    publish returns False: one who discards answers under the same lock never sees it reappear."""
     import contextlib
     import secrets
 
@@ -147,35 +153,51 @@ def publish(
 
     code = exit_code(report)
     line = not_scanned_line(report, code)
-    renders = {
-        "text": render(report, "text", color=False),
-        "color": render(report, "text", color=True),
-        "json": render(report, "json"),
-        "markdown": render(report, "markdown"),
+    renders: dict[str, Callable[[], str]] = {
+        "text": lambda: render(report, "text", color=False),
+        "color": lambda: render(report, "text", color=True),
+        "json": lambda: render(report, "json"),
+        "markdown": lambda: render(report, "markdown"),
     }
-    files = {name: body.encode("utf-8", "surrogateescape") for name, body in renders.items()} | dict(extra or {})
     directory.mkdir(parents=True, exist_ok=True, mode=DIR_MODE)
     token = secrets.token_hex(8)
-    for name, data in files.items():
-        _write(directory / f"answer-{token}.{name}", data)
-    meta = {
-        "magic": MAGIC,
-        "version": version(),
-        "token": token,
-        "generated_at": report.generated_at,
-        "question": dict(question),
-        "validity": dict(validity),
-        "exit": code,
-        "stderr": [line] if line else [],
-        "sizes": {name: len(data) for name, data in files.items()},
-    }
-    tmp = directory / f".{META}.{token}"
-    _write(tmp, json.dumps(meta, sort_keys=True).encode("utf-8"))
-    os.replace(tmp, directory / META)
-    for old in directory.glob("answer-*.*"):  # the answers this one replaced
-        if not old.name.startswith(f"answer-{token}."):
+    sizes: dict[str, int] = {}
+    current = False
+    try:
+        for name, make in renders.items():  # one render in memory at a time
+            data = make().encode("utf-8", "surrogateescape")
+            _write(directory / f"answer-{token}.{name}", data)
+            sizes[name] = len(data)
+            del data
+        for name, data in (extra or {}).items():
+            _write(directory / f"answer-{token}.{name}", data)
+            sizes[name] = len(data)
+        meta = {
+            "magic": MAGIC,
+            "version": version(),
+            "token": token,
+            "generated_at": report.generated_at,
+            "question": dict(question),
+            "validity": dict(validity),
+            "exit": code,
+            "stderr": [line] if line else [],
+            "sizes": sizes,
+        }
+        tmp = directory / f".{META}.{token}"
+        _write(tmp, json.dumps(meta, sort_keys=True).encode("utf-8"))
+        with guard if guard is not None else contextlib.nullcontext(True) as still:
+            if still:
+                os.replace(tmp, directory / META)
+                current = True
+    finally:
+        for old in directory.glob("answer-*.*"):  # the answers this one replaced (or this one, dropped)
+            if current != old.name.startswith(f"answer-{token}."):
+                with contextlib.suppress(OSError):
+                    old.unlink()
+        if not current:
             with contextlib.suppress(OSError):
-                old.unlink()
+                (directory / f".{META}.{token}").unlink()
+    return current
 
 
 def _write(path: Path, data: bytes) -> None:

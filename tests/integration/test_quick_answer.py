@@ -17,9 +17,11 @@ import shutil
 import signal
 import subprocess
 import sys
+import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -225,19 +227,60 @@ def test_publishing_never_fails_the_daemon_and_a_storm_publishes_none(setup: Set
     shutil.copytree(setup.state, state, ignore=shutil.ignore_patterns("*.lock"))
     opts = ScanOptions(str(setup.built.flake), setup.built.name, Root.of(setup.built.root), None)
     store = Store.open(state, repair=False)
+    directory = answer.daemon_dir(state)
     try:
         captured = json.loads(store.meta("captured_at") or "{}")
         cfg = config.Config()
-        assert answer.read(answer.daemon_dir(state)) is not None
-        assert not answering.publish(state, store, cfg, opts, captured, findings=answering.MAX_FINDINGS + 1)
-        assert answer.read(answer.daemon_dir(state)) is None  # the old answer is gone too
+        now = {"background": False}
+        assert answer.read(directory) is not None
+        assert not answering.publish(state, store, cfg, opts, captured, findings=answering.MAX_FINDINGS + 1, **now)
+        assert answer.read(directory) is None  # the old answer is gone too
+        assert answering.publish(state, store, cfg, opts, captured, findings=3, **now)
+        published = answer.read(directory)
+        assert published is not None
+        files = sorted(p.name for p in directory.iterdir())
+
+        # an answer rendered while a newer report was stored is dropped, and leaves nothing behind
+        text = store.meta("report") or ""
+        generation = answering._generation[directory] - 1
+        stale = answering.Job(directory, generation, text, {}, cfg, opts, time.time(), frozenset(captured))
+        assert not answering.render(stale)
+        assert answer.read(directory) == published
+        assert sorted(p.name for p in directory.iterdir()) == files
+
+        # on the answering thread, as the daemon publishes
         assert answering.publish(state, store, cfg, opts, captured, findings=3)
-        assert answer.read(answer.daemon_dir(state)) is not None
-        shutil.rmtree(answer.daemon_dir(state))
-        answer.daemon_dir(state).write_text("a file where the answer's directory goes")
-        assert not answering.publish(state, store, cfg, opts, captured, findings=3)  # logged, not raised
+        assert answering._answerer.idle(60)
+        again = answer.read(directory)
+        assert again is not None and again["token"] != published["token"]
+
+        shutil.rmtree(directory)
+        directory.write_text("a file where the answer's directory goes")
+        assert not answering.publish(state, store, cfg, opts, captured, findings=3, **now)  # logged, not raised
     finally:
         store.close()
+
+
+def test_the_answering_thread_renders_the_newest_job_only() -> None:
+    from nixdrift.service.answering import Answerer
+
+    started, release, done = threading.Event(), threading.Event(), []
+
+    def work(job: Any) -> bool:
+        done.append(job)
+        if job == 1:
+            started.set()
+            release.wait(30)
+        return True
+
+    answerer = Answerer(work)
+    answerer.submit(1)
+    assert started.wait(30)
+    answerer.submit(2)  # replaced before it ran
+    answerer.submit(3)
+    release.set()
+    assert answerer.idle(30)
+    assert done == [1, 3]
 
 
 def test_accept_discards_the_daemon_s_answer(setup: Setup) -> None:
