@@ -67,6 +67,7 @@ _PROCESS_EVENTS = frozenset(
 )
 _SOCKET_EVENTS = frozenset(("socket.connect", "socket.bind", "socket.sendto", "sqlite3.connect", "ctypes.dlopen"))
 _KERNEL_TREES = ("/proc", "/sys")
+_KERNEL_BELOW = tuple(f"{t}/" for t in _KERNEL_TREES)
 _OWN_FDS = "/proc/self/fd/"
 _IMPORTS = "<frozen importlib"
 
@@ -152,12 +153,15 @@ _os_readlink = os.readlink
 
 def _path(trace: Trace, path: Any) -> str | None:
     """An absolute path string, or None for a descriptor (which says nothing about a path)."""
-    if isinstance(path, int):
+    if type(path) is str:
+        text = path
+    elif isinstance(path, int):
         return None
-    try:
-        text = os.fsdecode(os.fspath(path))
-    except TypeError:
-        return None
+    else:
+        try:
+            text = os.fsdecode(os.fspath(path))
+        except TypeError:
+            return None
     if text.startswith("/"):
         return text
     trace.cwd_matters = True
@@ -202,7 +206,11 @@ def _stat(path: Any, *, dir_fd: Any = None, follow_symlinks: bool = True) -> os.
 
 
 def _lstat(path: Any, *, dir_fd: Any = None) -> os.stat_result:
-    _note(path, dir_fd, False)
+    trace = _ACTIVE
+    if trace is not None and dir_fd is None and type(path) is str and path[:1] == "/":
+        trace.lstated.add(path)  # the common case, kept short: rootfs looks up thousands of links
+    else:
+        _note(path, dir_fd, False)
     return _os_lstat(path, dir_fd=dir_fd)
 
 
@@ -315,7 +323,10 @@ def _dir_rows(path: str) -> list[tuple[Any, ...]] | None:
 
 
 def _rows_digest(rows: list[tuple[Any, ...]] | None) -> str:
-    return hashlib.sha256(repr(rows).encode("utf-8", "surrogateescape")).hexdigest()
+    if rows is None:
+        return "absent"
+    text = "\n".join(["%s\0%d %d %d %d %d %d %d %d" % row for row in rows])  # noqa: UP031 - the fastest here
+    return hashlib.sha256(text.encode("utf-8", "surrogateescape")).hexdigest()
 
 
 class _Builder:
@@ -330,9 +341,11 @@ class _Builder:
         self.files: dict[str, list[Any]] = {}
         self.entries: dict[str, Sig] = {}  # path -> lstat, for every entry of a listed directory
         self.count = 0
+        self.skip_exact = frozenset(trace.ignored)
+        self.skip_below = tuple(f"{top}/" for top in trace.ignored)
 
     def _skip(self, path: str) -> bool:
-        return any(path == top or path.startswith(top + "/") for top in self.trace.ignored)
+        return path in self.skip_exact or path.startswith(self.skip_below)
 
     def _check(self, path: str, sig: Sig) -> None:
         if sig[0] in self.kernel:
@@ -352,7 +365,20 @@ class _Builder:
         return True
 
     def _kernel_path(self, path: str) -> bool:
-        return any(path == t or path.startswith(t + "/") for t in _KERNEL_TREES)
+        return path in _KERNEL_TREES or path.startswith(_KERNEL_BELOW)
+
+    def _outside_store(self, paths: Iterable[str]) -> Iterator[str]:
+        """The paths (normalised) that are not in a store; the top store path of each that is, noted."""
+        store, lexists = self.store, os.path.lexists
+        for path in map(_norm, paths):
+            at = path.find(STORE)
+            if at < 0 and not path.endswith(STORE[:-1]):
+                yield path
+                continue
+            end = path.find("/", at + len(STORE)) if at >= 0 else -1
+            top = path if end < 0 else path[:end]
+            if top not in store:
+                store[top] = lexists(top)
 
     def add_dir(self, path: str) -> list[tuple[Any, ...]] | None:
         if path in self.dirs or self._skip(path) or self._in_store(path):
@@ -381,7 +407,7 @@ class _Builder:
                     stack.append(f"{path.rstrip('/')}/{row[0]}")
 
     def add_file(self, path: str, follow: bool) -> None:
-        if path in _KERNEL_TREES or path.startswith(_OWN_FDS) or self._skip(path) or self._in_store(path):
+        if self._in_store(path) or path in _KERNEL_TREES or path.startswith(_OWN_FDS) or self._skip(path):
             return  # where procfs and sysfs are mounted, and where an open file lies: checks, not inputs
         if self._kernel_path(path):
             raise _NotIndexable(f"read {path}, a file of the running kernel")
@@ -411,14 +437,14 @@ class _Builder:
 
     def build(self) -> dict[str, Any]:
         t = self.trace
-        for path in sorted(t.listed):
-            self.add_dir(os.path.normpath(path))
+        for path in sorted(self._outside_store(t.listed)):
+            self.add_dir(path)
         for top in sorted(t.trees):
-            self.add_tree(os.path.normpath(top))
-        for path in sorted(t.followed):
-            self.add_file(os.path.normpath(path), True)
-        for path in sorted(t.lstated - t.followed):
-            self.add_file(os.path.normpath(path), False)
+            self.add_tree(_norm(top))
+        for path in self._outside_store(t.followed):
+            self.add_file(path, True)
+        for path in self._outside_store(t.lstated - t.followed):
+            self.add_file(path, False)
         env = {k: v for k, v in os.environ.items() if k in ENV_NAMES or k.startswith(ENV_PREFIXES)}
         return {
             "format": FORMAT,
@@ -429,6 +455,12 @@ class _Builder:
             "dirs": sorted([p, *v] for p, v in self.dirs.items()),
             "files": sorted([p, *v] for p, v in self.files.items()),
         }
+
+
+def _norm(path: str) -> str:
+    if path != "/" and ("/." in path or "//" in path or path.endswith("/")):
+        return os.path.normpath(path)
+    return path
 
 
 def _kernel_devices() -> frozenset[int]:
