@@ -45,15 +45,18 @@ pipeline is loaded.
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
 import json
 import os
 import stat
 import sys
 import time
-from collections.abc import Callable, Iterable, Iterator, Mapping
-from typing import Any
+
+TYPE_CHECKING = False  # not typing's: still_valid runs in nixdrift.quick, where its import is a tenth of the cost
+if TYPE_CHECKING:
+    from collections.abc import Callable, Iterable, Iterator, Mapping
+    from types import TracebackType
+    from typing import Any
 
 FORMAT = "nixdrift-scanindex 1"
 RACY_NS = 2_000_000_000  # statcache.RACY_NS (not imported: this module is stdlib-only); a test keeps them equal
@@ -248,45 +251,61 @@ def _python_paths() -> set[str]:
     return tops
 
 
-@contextlib.contextmanager
-def tracing(ignored: Iterable[str] = ()) -> Iterator[Trace]:
-    """Record the inputs of the scan run inside the block (one at a time per process). Paths below
-    `ignored` (the cache directory: the stat cache, the evaluation cache and the answers, which a
-    scan writes and which never change its result) are not inputs."""
-    global _ACTIVE, _HOOKED
-    if _ACTIVE is not None:
-        raise RuntimeError("a scan is already traced")
-    if not _HOOKED:
-        sys.addaudithook(_audit)  # stays for the process's life: a no-op when nothing is traced
-        _HOOKED = True
-    trace = Trace([*ignored, *_python_paths()])
-    # the wrappers are installed only while a scan is traced
-    saved = (os.stat, os.lstat, os.readlink)
-    os.stat, os.lstat, os.readlink = _stat, _lstat, _readlink
-    _ACTIVE = trace
-    try:
-        yield trace
-    finally:
+def tracing(ignored: Iterable[str] = ()) -> _Tracing:
+    """Record the inputs of the scan run inside the `with` block (one at a time per process). Paths
+    below `ignored` (the cache directory: the stat cache, the evaluation cache and the answers, which
+    a scan writes and which never change its result) are not inputs."""
+    return _Tracing(ignored)
+
+
+class _Tracing:
+    """`tracing()` (a class, not contextlib's: this module stays light for the quick path)."""
+
+    def __init__(self, ignored: Iterable[str]) -> None:
+        self.ignored = list(ignored)
+        self.saved = (os.stat, os.lstat, os.readlink)
+
+    def __enter__(self) -> Trace:
+        global _ACTIVE, _HOOKED
+        if _ACTIVE is not None:
+            raise RuntimeError("a scan is already traced")
+        if not _HOOKED:
+            sys.addaudithook(_audit)  # stays for the process's life: a no-op when nothing is traced
+            _HOOKED = True
+        trace = Trace([*self.ignored, *_python_paths()])
+        # the wrappers are installed only while a scan is traced
+        self.saved = (os.stat, os.lstat, os.readlink)
+        os.stat, os.lstat, os.readlink = _stat, _lstat, _readlink
+        _ACTIVE = trace
+        return trace
+
+    def __exit__(self, kind: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None) -> None:
+        global _ACTIVE
         _ACTIVE = None
-        os.stat, os.lstat, os.readlink = saved
+        os.stat, os.lstat, os.readlink = self.saved
 
 
-@contextlib.contextmanager
-def vouch_processes(trees: Iterable[str] = (), files: Iterable[str] = ()) -> Iterator[None]:
-    """Processes run inside the block do not make the trace unindexable: the caller records what
-    they read, `trees` (directories recorded whole, every entry of every directory below them) and
-    `files` (present or absent). Outside a trace, nothing."""
-    trace = _ACTIVE
-    if trace is None:
-        yield
-        return
-    trace.trees.update(os.path.abspath(t) for t in trees)
-    trace.followed.update(os.path.abspath(f) for f in files)
-    trace.vouching += 1
-    try:
-        yield
-    finally:
-        trace.vouching -= 1
+def vouch_processes(trees: Iterable[str] = (), files: Iterable[str] = ()) -> _Vouching:
+    """Processes run inside the `with` block do not make the trace unindexable: the caller records
+    what they read, `trees` (directories recorded whole, every entry of every directory below them)
+    and `files` (present or absent). Outside a trace, nothing."""
+    return _Vouching(trees, files)
+
+
+class _Vouching:
+    def __init__(self, trees: Iterable[str], files: Iterable[str]) -> None:
+        self.trace = _ACTIVE
+        if self.trace is not None:
+            self.trace.trees.update(os.path.abspath(t) for t in trees)
+            self.trace.followed.update(os.path.abspath(f) for f in files)
+
+    def __enter__(self) -> None:
+        if self.trace is not None:
+            self.trace.vouching += 1
+
+    def __exit__(self, kind: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None) -> None:
+        if self.trace is not None:
+            self.trace.vouching -= 1
 
 
 # --- the manifest -------------------------------------------------------------------------------
@@ -427,13 +446,27 @@ class _Builder:
             if self._in_store(real):
                 target = [real]
             else:
-                with contextlib.suppress(OSError):
+                try:
                     followed = _path_sig(_os_stat(path))
+                except OSError:
+                    followed = None
+                if followed is not None:
                     self._check(path, followed)
                     target = list(followed)
         previous = self.files.get(path)
         if previous is None or (linked and previous[1] is None):
             self.files[path] = [list(lst) if lst is not None else None, target if linked else None, linked]
+
+    def _store_dirs(self) -> list[list[Any]]:
+        """The stat of each store directory the store paths are in: while it is unchanged no entry
+        was added to it or removed (a directory's mtime moves with its entries), and `still_valid`
+        need not look up each store path. None where it changed within the racy window."""
+        out = []
+        for directory in sorted({top if top.endswith(STORE[:-1]) else top.rpartition("/")[0] for top in self.store}):
+            st = _lstat_or_none(directory)
+            sig = _sig(st) if st is not None else None
+            out.append([directory, list(sig) if sig is not None and max(sig[3], sig[4]) <= self.racy_after else None])
+        return out
 
     def build(self) -> dict[str, Any]:
         t = self.trace
@@ -452,6 +485,7 @@ class _Builder:
             "env": env,
             "cwd": t.cwd if t.cwd_matters else None,
             "store": sorted(self.store.items()),
+            "store_dirs": self._store_dirs(),
             "dirs": sorted([p, *v] for p, v in self.dirs.items()),
             "files": sorted([p, *v] for p, v in self.files.items()),
         }
@@ -480,6 +514,13 @@ def still_valid(directory: Any, meta: Mapping[str, Any], now_ns: Callable[[], in
         return False
 
 
+def _stat_list(path: str) -> list[int] | None:
+    try:
+        return list(_sig(os.lstat(path)))
+    except OSError:
+        return None
+
+
 def _load(directory: Any, meta: Mapping[str, Any]) -> bytes | None:
     """The manifest file of the answer (as `answer.load`, which this stdlib-only module does not import)."""
     size = meta["sizes"]["inputs"]
@@ -506,7 +547,8 @@ def _still_valid(directory: Any, meta: Mapping[str, Any], now: int) -> bool:
     if env != doc["env"] or doc["cwd"] not in (None, os.getcwd()):
         return False
     lexists = os.path.lexists
-    if any(lexists(top) != bool(present) for top, present in doc["store"]):
+    unchanged = all(sig is not None and _stat_list(directory) == sig for directory, sig in doc["store_dirs"])
+    if not unchanged and any(lexists(top) != bool(present) for top, present in doc["store"]):
         return False
     for path, lst, target, linked in doc["files"]:
         try:

@@ -239,3 +239,19 @@ def test_a_module_imported_during_the_scan_is_no_input(tmp_path: Path, monkeypat
     with scanindex.tracing() as trace:
         __import__("lazy_module_of_the_scan")
     assert not any(p.startswith(str(tmp_path)) for p in (*trace.followed, *trace.listed)), trace.followed
+
+
+def test_a_store_path_removed_is_seen_and_one_added_beside_it_changes_nothing(tmp_path: Path) -> None:
+    store = tmp_path / "root" / "nix" / "store"
+    package = store / "0000000000000000000000000000000a-pkg"
+    (package / "bin").mkdir(parents=True)
+    (package / "bin" / "tool").write_text("#!/bin/sh\n")
+    trace = traced(lambda: (package / "bin" / "tool").read_text())
+    directory, meta = answer_of(trace, tmp_path / "answer")
+    assert scanindex.still_valid(directory, meta)
+    (store / "0000000000000000000000000000000b-other").mkdir()  # a build: the store directory changed
+    assert scanindex.still_valid(directory, meta)
+    (package / "bin" / "tool").unlink()
+    (package / "bin").rmdir()
+    package.rmdir()  # garbage-collected
+    assert not scanindex.still_valid(directory, meta)
