@@ -4,6 +4,12 @@ On the live host, when the daemon's state directory holds a fresh report (every 
 within --max-age), that report is the answer: the daemon already holds the last full scan and the
 realtime updates since. The header says so (its time and age), the drift accepted in its history is
 marked accepted as it stands now, and `--fresh`, `--max-age 0` or `--root` scan instead.
+
+A scan with a cache directory is traced (`nixdrift.scanindex`): when it read nothing a stat cannot
+vouch for (no process, socket or kernel file: so never on the live host) and every category was
+scanned, its answer is published with the inputs it read, and the next check with the same question
+prints it while every one of them is unchanged (`nixdrift.quick`). `--no-cache` neither reads nor
+writes one; `--fresh` scans and writes a new one.
 """
 
 from __future__ import annotations
@@ -30,13 +36,16 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
         help="compare the flake's declaration with the live host and print the drift",
         description="Evaluate the host's flake, capture the live system and print every difference. "
         "On the live host with the daemon running, its fresh report is the answer (the header says so); "
-        "--fresh scans anyway. "
+        "of a root whose inputs are all as the previous check found them (a disk, a snapshot), that "
+        "check's answer is (the header says so too); --fresh scans anyway. "
         "Exit 0 when nothing is at or above the threshold and every category was scanned, 1 on drift, "
         "2 on error or when a category could not be scanned (and no drift was found).",
     )
     add_scan_options(p, formats=FORMATS)
     p.add_argument("--color", choices=terminal.CHOICES, default="auto", help=terminal.HELP)
-    p.add_argument("--fresh", action="store_true", help="scan now even when the daemon holds a fresh report")
+    p.add_argument(
+        "--fresh", action="store_true", help="scan now even when the daemon or the previous check holds an answer"
+    )
     p.add_argument(
         "--max-age",
         type=float,
