@@ -81,6 +81,8 @@ def main(argv: Sequence[str]) -> int | None:
 
 def plan(args: Sequence[str]) -> tuple[str, tuple[str, ...], int]:
     """What the check prints on stdout and stderr, and its exit code; Unsure: not answered here."""
+    if os.environ.get("NIXDRIFT_LOG"):  # the full command's log lines are part of what it prints
+        raise Unsure("NIXDRIFT_LOG asks for the full command's logging")
     opts = options(args)
     root = opts.get("--root")
     live = root is None  # the daemon answers for the live host only, and first

@@ -170,6 +170,13 @@ def test_an_option_it_does_not_take_as_given_falls_back(
     _other(published, capsys, *published.argv(*extra))
 
 
+def test_logging_asked_for_falls_back(
+    published: Published, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("NIXDRIFT_LOG", "debug")
+    _other(published, capsys, *published.argv())
+
+
 def test_another_question_falls_back(published: Published, capsys: pytest.CaptureFixture[str]) -> None:
     _other(published, capsys, *published.argv("--flake", "/srv/other-flake"))
     _other(published, capsys, *published.argv("--host", "web2"))
