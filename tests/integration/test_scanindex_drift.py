@@ -186,11 +186,40 @@ def test_a_scan_that_ran_a_process_leaves_no_answer(demo_built: BuiltHost, tmp_p
     settle()
     check(built, cache)  # an evaluation cache miss: `nix eval` ran
     assert answer.read(answer_dir(built, cache)) is None
-    _, meta = indexed(built, cache)
-    assert meta is not None
-    shutil.rmtree(cache / "answers")
-    for entry in cache.glob("*.json"):  # the evaluation cache: the next check runs nix again
+    indexed(built, cache)
+    for entry in cache.glob("*.json"):  # the evaluation cache: the next scan runs nix again
         if not entry.name.startswith("digests-"):
             entry.unlink()
-    check(built, cache)
-    assert answer.read(answer_dir(built, cache)) is None
+    check(built, cache, "--fresh")
+    assert answer.read(answer_dir(built, cache)) is None  # and the previous answer is gone with it
+
+
+def test_a_check_of_the_live_host_leaves_no_answer(demo_built: BuiltHost, tmp_path: Path) -> None:
+    """The live root (the fixture's /etc and /run bound over the machine's in a private namespace):
+    the kernel's host name, /proc and D-Bus are no files, so no answer is ever published there."""
+    built = demo_built
+    cache = tmp_path / "cache"
+    argv = [sys.executable, "-m", "nixdrift", "check", "--flake", str(built.flake), "--host", built.name]
+    argv += ["--cache-dir", str(cache), "--format", "json", "--max-age", "0", "--not-nixos-ok"]
+    script = "\n".join(
+        [
+            "set -eu",
+            "mount --make-rprivate /",
+            f"mount --bind {built.root}/etc /etc",
+            f"mount --bind {built.root}/run /run",
+            'exec "$@"',
+        ]
+    )
+    env = {**os.environ, "NIXDRIFT_QUIET": "1"}
+    for _ in range(2):  # the second with the evaluation cache warm: no `nix eval`
+        settle()
+        proc = subprocess.run(
+            ["unshare", "-m", "-n", "bash", "-c", script, "check", *argv],
+            capture_output=True,
+            text=True,
+            timeout=600,
+            env=env,
+        )
+        assert proc.returncode in (0, 1, 2) and proc.stdout.startswith("{"), proc.stderr
+    assert list(cache.glob("digests-*.json")), "the check did not use this cache directory"
+    assert list(cache.glob("answers/*/answer.json")) == []
