@@ -20,7 +20,6 @@ from pathlib import Path
 from typing import Any
 
 from nixdrift import __version__
-from nixdrift.answer import default_cache_dir as default_cache_dir  # its home: the quick path reads it too
 from nixdrift.declared import gitindex, nix
 from nixdrift.declared.model import DeclaredState
 from nixdrift.errors import EvaluationError, ToolMissingError
@@ -29,6 +28,14 @@ from nixdrift.models import FlakeInfo
 from nixdrift.process import run, which
 
 log = logging.getLogger(__name__)
+
+
+def default_cache_dir() -> Path:
+    """$XDG_CACHE_HOME/nixdrift, else ~/.cache/nixdrift: `answer.cache_path`, which the quick path
+    reads (not imported here: capture and compare reach this module, and answer reaches the
+    renderers; tests/unit/test_quick.py keeps the two equal)."""
+    base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
+    return Path(base) / "nixdrift"
 
 
 @functools.cache
