@@ -28,10 +28,17 @@ _PLAIN = re.compile(r"[A-Za-z0-9._+-]+")
 
 
 def compare(declared: DeclaredState, live: Section[EtcLive]) -> tuple[Finding, ...]:
+    return tuple(iter_compare(declared, live))
+
+
+def iter_compare(declared: DeclaredState, live: Section[EtcLive]) -> Iterator[Finding]:
+    """`compare`, one finding at a time (the daemon records a storm's /etc without holding it)."""
     data = live.data
     if data is None:
-        return ()
-    return (*_layout(declared, data), *_present(declared, data), *_missing(declared, data))
+        return
+    yield from _layout(declared, data)
+    yield from _present(declared, data)
+    yield from _missing(declared, data)
 
 
 def compare_paths(

@@ -14,7 +14,7 @@ import logging
 import sqlite3
 import threading
 import time
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -254,7 +254,7 @@ class Store:
             return
         marks = ",".join("?" * len(cats))
         sql = (
-            "SELECT id, data, first_seen, last_seen, count FROM findings"
+            "SELECT id, data, first_seen, last_seen, count, basis FROM findings"
             f" WHERE resolved_at IS NULL AND category IN ({marks}) AND id > ? ORDER BY id LIMIT {PAGE}"
         )
         last: Any = ""
@@ -269,21 +269,60 @@ class Store:
 
     def active_by_id(self, ids: Iterable[str]) -> dict[str, Finding]:
         """These unresolved findings (those that are), read a page at a time."""
-        out: dict[str, Finding] = {}
+        return {i: finding_of(r) for i, r in self.active_rows(ids).items()}
+
+    def active_rows(self, ids: Iterable[str]) -> dict[str, Any]:
+        """id -> row (id, data, first_seen, last_seen, count, basis) of these unresolved findings."""
+        out: dict[str, Any] = {}
         wanted = [_t(i) for i in ids]
         for start in range(0, len(wanted), 500):
             chunk = wanted[start : start + 500]
             marks = ",".join("?" * len(chunk))
             with self._lock:
                 rows = self.conn.execute(
-                    "SELECT id, data, first_seen, last_seen, count FROM findings"
+                    "SELECT id, data, first_seen, last_seen, count, basis, category FROM findings"
                     f" WHERE resolved_at IS NULL AND id IN ({marks})",
                     chunk,
                 ).fetchall()
-            for r in rows:
-                f = finding_of(r)
-                out[f.id] = f
+            out.update((str(_s(r[0])), r) for r in rows)
         return out
+
+    def active_below(self, category: str, prefixes: Iterable[str]) -> dict[str, Any]:
+        """id -> row of the unresolved findings of a category whose id starts with one of the
+        prefixes (an index range each: an edit among 100,000 findings reads its own)."""
+        out: dict[str, Any] = {}
+        sql = (
+            "SELECT id, data, first_seen, last_seen, count, basis FROM findings WHERE resolved_at IS NULL"
+            " AND category = ? AND ((id >= ? AND id < ?) OR (id >= ? AND id < ?))"
+        )
+        for prefix in sorted(set(prefixes)):
+            raw = prefix.encode("utf-8", "surrogateescape")
+            text = _t(prefix)
+            low, high = (text, text + "\U0010ffff") if isinstance(text, str) else (None, None)
+            with self._lock:
+                rows = self.conn.execute(sql, (category, low, high, raw, raw + b"\xff")).fetchall()
+            out.update((str(_s(r[0])), r) for r in rows)
+        return out
+
+    def active_ids(self, categories: Iterable[str]) -> Iterator[list[str]]:
+        """The ids of the unresolved findings of these categories, a page at a time, in id order."""
+        cats = sorted(categories)
+        if not cats:
+            return
+        marks = ",".join("?" * len(cats))
+        sql = (
+            f"SELECT id FROM findings WHERE resolved_at IS NULL AND category IN ({marks}) AND id > ?"
+            f" ORDER BY id LIMIT {PAGE}"
+        )
+        last: Any = ""
+        while True:
+            with self._lock:
+                rows = self.conn.execute(sql, (*cats, last)).fetchall()
+            if rows:
+                yield [str(_s(r[0])) for r in rows]
+            if len(rows) < PAGE:
+                return
+            last = rows[-1][0]
 
     def active_sorted(self, categories: Iterable[str]) -> Iterator[Finding]:
         """The unresolved findings of these categories most severe first, then by id (the report's
@@ -308,8 +347,9 @@ class Store:
                 return
             after = (int(rows[-1][5]), rows[-1][0])
 
-    def appear(self, finding: Finding, at: float | None = None) -> tuple[Finding, int]:
-        """Record a new appearance; return the finding with its history and appearances in 24 h."""
+    def appear(self, finding: Finding, at: float | None = None, basis: int | None = None) -> tuple[Finding, int]:
+        """Record a new appearance (with the digest of what its comparator said, `basis`); return the
+        finding with its history and appearances in 24 h."""
         at = time.time() if at is None else at
         stamp = now_iso()
         with self.tx() as c:
@@ -318,8 +358,8 @@ class Store:
             stored = finding.with_(first_seen=first, last_seen=stamp, count=count)
             c.execute(
                 "INSERT OR REPLACE INTO findings(id, category, severity, actual, data, first_seen, last_seen, count,"
-                " resolved_at) VALUES(?, ?, ?, ?, ?, ?, ?, ?, NULL)",
-                _row(stored),
+                " resolved_at, basis) VALUES(?, ?, ?, ?, ?, ?, ?, ?, NULL, ?)",
+                (*_row(stored), basis),
             )
             c.execute("INSERT INTO appearances(id, at) VALUES(?, ?)", (_t(finding.id), at))
             recent = c.execute(
@@ -327,16 +367,30 @@ class Store:
             ).fetchone()[0]
         return stored, int(recent)
 
-    def seen(self, findings: Iterable[Finding]) -> None:
-        """Refresh still-active findings (last seen, actual value, severity) in one transaction."""
+    def seen(self, findings: Iterable[Finding], bases: Mapping[str, int] | None = None) -> None:
+        """Refresh still-active findings (last seen, actual value, severity) in one transaction; the
+        digest of what the comparator said is `bases[id]`, or unknown (NULL: compared afresh)."""
+        bases = bases or {}
         with self.tx() as c:
             c.executemany(
-                "UPDATE findings SET severity = ?, actual = ?, data = ?, last_seen = ? WHERE id = ?",
+                "UPDATE findings SET severity = ?, actual = ?, data = ?, last_seen = ?, basis = ? WHERE id = ?",
                 [
-                    (f.severity.label, _t(f.actual), json.dumps(f.to_json(), sort_keys=True), f.last_seen, _t(f.id))
+                    (
+                        f.severity.label,
+                        _t(f.actual),
+                        json.dumps(f.to_json(), sort_keys=True),
+                        f.last_seen,
+                        bases.get(f.id),
+                        _t(f.id),
+                    )
                     for f in findings
                 ],
             )
+
+    def set_bases(self, bases: Iterable[tuple[str, int]]) -> None:
+        """The digest of what the comparator said of findings whose record did not change."""
+        with self.tx() as c:
+            c.executemany("UPDATE findings SET basis = ? WHERE id = ?", [(b, _t(i)) for i, b in bases])
 
     def resolve(self, ids: Iterable[str]) -> None:
         stamp = now_iso()
@@ -532,6 +586,9 @@ def _connect(path: Path) -> sqlite3.Connection:
             raise sqlite3.DatabaseError(f"quick_check: {ok[0] if ok else 'no answer'}")
         with conn:
             conn.executescript(SCHEMA)
+            columns = {str(r[1]) for r in conn.execute("PRAGMA table_info(findings)")}
+            if "basis" not in columns:  # a database from before the digest was kept with each finding
+                conn.execute("ALTER TABLE findings ADD COLUMN basis INTEGER")
     except sqlite3.DatabaseError:
         conn.close()
         raise

@@ -10,6 +10,8 @@ quiet until their actual value changes.
 from __future__ import annotations
 
 import bisect
+import hashlib
+import itertools
 import json
 import logging
 import posixpath
@@ -124,10 +126,12 @@ def scan_failed(category: Category, section: Section[Any]) -> bool:
 
 
 def _basis(f: Finding, accepted: bool) -> int:
-    """A digest of a comparator's finding: equal digests mean nothing an operator sees changed."""
-    return hash(
-        (f.actual, f.expected, f.message, f.severity, f.kind, f.subject, accepted, repr(f.fix), repr(f.evidence))
-    )
+    """A digest of a comparator's finding, the same in every process (it is kept with the record):
+    equal digests mean nothing an operator sees changed."""
+    said = (f.actual, f.expected, f.message, f.severity.value, f.kind.value, f.subject, accepted, f.fix)
+    text = repr((*said, sorted(f.evidence.items())))
+    digest = hashlib.blake2b(text.encode("utf-8", "surrogateescape"), digest_size=8).digest()
+    return int.from_bytes(digest, "big", signed=True)
 
 
 @dataclass(frozen=True, slots=True)
@@ -139,7 +143,6 @@ class Scoped:
 
 
 OUTCOME_KEEP = 100  # findings an Outcome lists of each kind (its counts are exact)
-UNKNOWN = -1  # no digest yet (hash() never returns -1)
 
 Key = tuple[Category, Severity, bool]  # what the counts, STATUS and the report's summary need
 
@@ -172,26 +175,28 @@ class Outcome:
 
 
 class Active(Mapping[str, Finding]):
-    """The active findings, read from the database when asked: the tracker keeps of each only its
-    id and a digest, so 100,000 of them are a few MiB, not a few hundred."""
+    """The active findings, read from the database when asked: the tracker keeps none of them in
+    memory (nor their ids), so 100,000 of them cost it nothing between two reconciles."""
 
     def __init__(self, tracker: Tracker) -> None:
         self._t = tracker
 
     def __getitem__(self, fid: str) -> Finding:
-        got = self._t.store.active_by_id([fid]).get(fid) if fid in self._t._known else None
-        if got is None:
+        got = self._t.store.active_by_id([fid]).get(fid)
+        if got is None or got.category not in self._t.family:
             raise KeyError(fid)
         return got
 
     def __contains__(self, fid: object) -> bool:
-        return fid in self._t._known
+        row = self._t.store.active_rows([fid]).get(fid) if isinstance(fid, str) else None
+        return row is not None and Category(row[6]) in self._t.family
 
     def __iter__(self) -> Iterator[str]:
-        return iter(list(self._t._known))
+        for page in self._t.store.active_ids(c.value for c in self._t.family):
+            yield from page
 
     def __len__(self) -> int:
-        return len(self._t._known)
+        return sum(self._t._tally.values())
 
 
 @dataclass(slots=True)
@@ -199,14 +204,18 @@ class _Writes:
     """One page of a reconcile's writes, flushed inside its transaction."""
 
     seen: list[Finding] = field(default_factory=list)
+    bases: dict[str, int] = field(default_factory=dict)  # of `seen`, and of records left as they were
     resolve: list[str] = field(default_factory=list)
     events: list[tuple[str, Finding | None, str, str]] = field(default_factory=list)
 
     def flush(self, store: Store) -> None:
-        store.seen(self.seen)
+        store.seen(self.seen, self.bases)
+        written = {f.id for f in self.seen}
+        store.set_bases((i, b) for i, b in self.bases.items() if i not in written)
         store.resolve(self.resolve)
         store.events(self.events)
         self.seen.clear()
+        self.bases.clear()
         self.resolve.clear()
         self.events.clear()
 
@@ -216,11 +225,10 @@ class Tracker:
         self.store = store
         self.threshold = threshold
         self.kube = kube  # which family this tracker keeps (one database holds a host's and a cluster's)
-        self.family = tuple(c for c in Category if c.is_kube is kube)
-        # what memory holds of the active findings (the database has them whole): id -> digest of
-        # what the comparator last said (UNKNOWN until compared in this process), their counts by
-        # (category, severity, accepted), and which are accepted
-        self._known: dict[str, int] = {}
+        self.family = frozenset(c for c in Category if c.is_kube is kube)
+        # what memory holds of the active findings (the database has them, each with the digest of
+        # what its comparator last said): their counts by (category, severity, accepted), and which
+        # are accepted. Nothing per finding but the accepted ones.
         self._tally: Counter[Key] = Counter()
         self._accepted: set[str] = set()
         self._load()
@@ -233,15 +241,13 @@ class Tracker:
         self.counts: Mapping[str, int] = self._count()
 
     def _load(self) -> None:
-        known: dict[str, int] = {}
         tally: Counter[Key] = Counter()
         accepted: set[str] = set()
         for fid, category, severity, is_accepted in self.store.active_keys(c.value for c in self.family):
-            known[fid] = UNKNOWN
             tally[(Category(category), Severity.parse(severity), is_accepted)] += 1
             if is_accepted:
                 accepted.add(fid)
-        self._known, self._tally, self._accepted = known, tally, accepted
+        self._tally, self._accepted = tally, accepted
 
     def reload(self) -> None:
         """Back to what the database holds (after a write failed part-way)."""
@@ -261,56 +267,47 @@ class Tracker:
         the alert outbox commit together or not at all); memory follows only once it committed.
         The caller delivers the queued alerts (`Store.undelivered`).
 
-        The recorded findings of a category captured whole are read from the database a page at a
-        time and written a page at a time, within the one transaction: a storm's 100,000 findings
-        are never all in memory as recorded, compared and alerted at once.
+        `findings` is read once, a page at a time, inside the transaction: each page is looked up
+        among the recorded findings, compared (by the digest of what the comparator said, kept with
+        each record) and written before the next is read; the recorded findings of a category
+        captured whole that the capture did not find are then resolved, a page at a time. So a
+        storm's 100,000 findings need never be in memory at once: the caller may pass a generator
+        (an exception from it rolls the whole reconcile back). Attribution (a journal query per new
+        finding, as the caller's `attribute` budgets) runs inside the transaction.
 
         A category in `scoped` was captured at a few paths only: its findings that the predicate
         owns are replaced by these, the others are left as they are (neither seen nor resolved)."""
         out = Outcome()
         scoped = scoped or {}
         captured = {c for c, s in sections.items() if s.unavailable is None}
-
-        def mine(f: Finding) -> bool:
-            return f.category in captured and (f.category not in scoped or scoped[f.category].owns(f))
-
-        current = {f.id: f for f in findings if mine(f)}
-        accepted = self.store.accepted()
-        whole = captured - set(scoped)
-        few: dict[str, Finding] = {}  # the scoped categories' recorded findings: an event's paths
-        for c, part in scoped.items():  # an edit among 15,000 known findings: sieve by id first
+        whole = frozenset(captured - set(scoped))
+        whole_names = sorted(c.value for c in whole)
+        few: dict[str, Any] = {}  # the scoped categories' recorded findings (an event's paths): rows
+        for c, part in scoped.items():
             if c in captured:
-                ids = [i for i in self._known if i.startswith(part.prefixes)]
-                few.update((i, f) for i, f in self.store.active_by_id(ids).items() if f.category is c and part.owns(f))
-
-        def known(fid: str, f: Finding) -> bool:
-            return fid in few if f.category in scoped else fid in self._known
-
-        fresh_ids = sorted(i for i, f in current.items() if not known(i, f))
-        # attribution asks the journal: before the transaction, which holds the database lock
-        notes: dict[str, str] = {}
-        if attribute is not None and source is Source.REALTIME:
-            notes = {fid: attribute(current[fid]) for fid in fresh_ids}
+                rows = self.store.active_below(c.value, part.prefixes)
+                few.update((i, r) for i, r in rows.items() if part.owns(finding_of(r)))
+        accepted = self.store.accepted()
         stamp = now_iso()
         coalescer = Coalescer()
-        bases: dict[str, int] = {}
         gone: list[str] = []
-        accepting: dict[str, bool] = {}  # id -> accepted, for those recorded whose flag may have changed
         plus: Counter[Key] = Counter()
         minus: Counter[Key] = Counter()
+        accepting: dict[str, bool] = {}  # id -> accepted, for those recorded whose flag may have changed
         writes = _Writes()
+        met: set[str] = set()  # ids the capture found (of the categories captured whole, and scoped)
 
-        def compare(fid: str, fresh: Finding, recorded: Any) -> None:
-            """A recorded finding (a Finding, or its row: parsed only when needed) the capture found
-            again: write it only if what it says changed."""
+        def compare(fid: str, fresh: Finding, row: Any) -> None:
+            """A recorded finding (its row: parsed only when needed) the capture found again: write
+            it only if what it says changed."""
             baseline = accepted.get(fid)
             is_accepted = baseline is not None and baseline[0] == fresh.actual
             basis = _basis(fresh, is_accepted)
-            if self._known.get(fid) == basis:
+            if row[5] == basis:
                 return  # the comparator said the same as last time: only last seen moves (touch)
-            old = recorded if isinstance(recorded, Finding) else finding_of(recorded)
+            old = finding_of(row)
             f = self._carry(old, fresh, stamp, is_accepted)
-            bases[fid] = basis
+            writes.bases[fid] = basis
             if f.with_(last_seen=old.last_seen) == old:
                 return
             writes.seen.append(f)
@@ -331,6 +328,20 @@ class Tracker:
                 if not f.accepted and f.severity >= self.threshold:
                     coalescer.add(Alert.of(Event.NEW, f, f"changed again, was {old.actual!r}"))
 
+        def appear(fid: str, fresh: Finding) -> None:
+            baseline = accepted.get(fid)
+            f = fresh.with_(source=source, accepted=baseline is not None and baseline[0] == fresh.actual)
+            if attribute is not None and source is Source.REALTIME:
+                f = f.with_(evidence={**f.evidence, "attribution": attribute(fresh)})
+            f = self._appear(f, _basis(fresh, f.accepted))
+            out.add_new(f)
+            if f.accepted or fid in self._accepted:
+                accepting[fid] = f.accepted
+            plus[_key(f)] += 1
+            writes.events.append(("new", f, "", f.actual))
+            if not f.accepted and f.severity >= self.threshold:
+                coalescer.add(Alert.of(Event.NEW, f))
+
         def resolve(f: Finding) -> None:
             out.add_resolved(f)
             gone.append(f.id)
@@ -340,79 +351,66 @@ class Tracker:
             if not f.accepted and f.severity >= self.threshold:
                 coalescer.add(Alert.of(Event.RESOLVED, f))
 
+        def mine(f: Finding) -> bool:
+            return f.category in whole or (f.category in captured and scoped[f.category].owns(f))
+
         with self.store.tx():
             failures, failed_alerts = self._note_failures(sections)
             for a in failed_alerts:
                 coalescer.add(a)
-            met: set[str] = set()
-            for page in self.store.active_pages(c.value for c in sorted(whole, key=lambda c: c.value)):
-                for fid, row in page:
-                    fresh = current.get(fid)
-                    if fresh is None:
-                        resolve(finding_of(row))
+            page: dict[str, Finding] = {}
+            for f in itertools.chain(findings, [None]):
+                if f is not None:
+                    if f.id not in met and mine(f):
+                        page[f.id] = f  # the same id twice in one capture: the last one says it
+                    if len(page) < PAGE:
+                        continue
+                rows = self.store.active_rows(i for i, g in page.items() if g.category in whole)
+                for fid, fresh in sorted(page.items()):
+                    row = few.get(fid) if fresh.category in scoped else rows.get(fid)
+                    if row is None:
+                        appear(fid, fresh)
                     else:
-                        met.add(fid)
                         compare(fid, fresh, row)
+                met.update(page)
+                page.clear()
                 writes.flush(self.store)
-            for fid, old in sorted(few.items()):
-                fresh = current.get(fid)
-                if fresh is None:
-                    resolve(old)
-                else:
-                    compare(fid, fresh, old)
+            for ids in self.store.active_ids(whole_names):  # recorded, not found: resolved
+                left = [i for i in ids if i not in met]
+                for f in self.store.active_by_id(left).values():
+                    resolve(f)
+                writes.flush(self.store)
+            for fid in sorted(set(few) - met):
+                resolve(finding_of(few[fid]))
             writes.flush(self.store)
-            missing = [i for i, f in current.items() if f.category in whole and i in self._known and i not in met]
-            if missing:  # active in memory, not in the database (it was changed beside us): recorded anew
-                log.warning("%d finding(s) known as active were not in the history: recorded again", len(missing))
-                fresh_ids = sorted({*fresh_ids, *missing})
-            for n, fid in enumerate(fresh_ids, 1):
-                fresh = current[fid]
-                baseline = accepted.get(fid)
-                f = fresh.with_(source=source, accepted=baseline is not None and baseline[0] == fresh.actual)
-                if fid in notes:
-                    f = f.with_(evidence={**f.evidence, "attribution": notes[fid]})
-                f = self._appear(f)
-                bases[fid] = _basis(fresh, f.accepted)
-                out.add_new(f)
-                if f.accepted or fid in self._accepted:
-                    accepting[fid] = f.accepted
-                plus[_key(f)] += 1
-                writes.events.append(("new", f, "", f.actual))
-                if not f.accepted and f.severity >= self.threshold:
-                    coalescer.add(Alert.of(Event.NEW, f))
-                if n % PAGE == 0:
-                    writes.flush(self.store)
-            writes.flush(self.store)
-            self.store.touch((c.value for c in captured if c not in scoped), stamp)
+            self.store.touch(whole_names, stamp)
             out.alerts = coalescer.alerts()
             self.store.queue_alerts(json.dumps(a.to_json(), sort_keys=True) for a in out.alerts)
         # committed: now memory may follow
         self._failed = failures
-        self._known.update(bases)
         for fid in gone:
-            self._known.pop(fid, None)
             self._accepted.discard(fid)
-        self._tally.update(plus)
-        self._tally.subtract(minus)
-        self._tally = +self._tally
         for fid, is_accepted in accepting.items():
             if is_accepted:
                 self._accepted.add(fid)
             else:
                 self._accepted.discard(fid)
-        for c in captured - set(scoped):
+        self._tally.update(plus)
+        self._tally.subtract(minus)
+        self._tally = +self._tally
+        for c in whole:
             self.seen_at[c] = stamp
         self._update_status(sections, frozenset(scoped))
         self.counts = self._count()
         return out
 
-    def _appear(self, f: Finding) -> Finding:
+    def _appear(self, f: Finding, basis: int) -> Finding:
         """Inside the caller's transaction: record the appearance, escalate repeated drift."""
-        stored, recent = self.store.appear(f)
+        stored, recent = self.store.appear(f, basis=basis)
         if recent <= REPEAT_LIMIT:
             return stored
         out = escalate(stored, f"appeared {recent} times in 24 h")
-        self.store.seen([out])
+        self.store.seen([out], {out.id: basis})
         return out
 
     def _carry(self, old: Finding, fresh: Finding, stamp: str, is_accepted: bool) -> Finding:
@@ -468,11 +466,11 @@ class Tracker:
         """Apply acceptances made by `nixdrift accept` since the last look (no alert, no capture):
         only the accepted ones and those recorded as accepted are read."""
         accepted = self.store.accepted()
-        candidates = {i for i in accepted if i in self._known} | self._accepted
+        candidates = set(accepted) | self._accepted
         changed: list[Finding] = []
         for fid, f in sorted(self.store.active_by_id(candidates).items()):
             now = fid in accepted and accepted[fid][0] == f.actual
-            if fid in self._known and now != f.accepted:
+            if f.category in self.family and now != f.accepted:
                 changed.append(f.with_(accepted=now))
         if changed:
             self.store.seen(changed)

@@ -16,7 +16,7 @@ import os
 import sqlite3
 import threading
 import time
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, TYPE_CHECKING, Any, assert_never
@@ -33,7 +33,7 @@ from nixdrift.models import Category, Finding, Fix, Kind, Report, Section, Sever
 from nixdrift.pipeline import ScanOptions
 from nixdrift.service import answering, attribution, remediate
 from nixdrift.service.health import Degradations
-from nixdrift.service.history import Store
+from nixdrift.service.history import PAGE, Store
 from nixdrift.service.routes import Action
 from nixdrift.service.tracker import Scoped, Tracker, scan_failed
 from nixdrift.sinks.journald import Alert, Event, JournalSink
@@ -53,6 +53,9 @@ PUBLISH_QUIET = 0.4
 STORM_GAP = 0.05  # seconds: a scoped job taken this soon after the last one ended is part of a storm
 GATHER = 0.3  # seconds a storm's scoped job waits for more events to merge into it
 PUBLISH_LATEST = 5.0
+# ... and, after a publication that took T seconds, not before (1 + PUBLISH_SHARE) * T from its
+# start: a report of 100,000 findings takes seconds to write, and a storm's captures come first
+PUBLISH_SHARE = 3.0
 SCOPED = frozenset({Category.ETC})  # categories an event re-captures at its paths only
 BIG = 2000  # findings changed in one job after which the worker hands freed memory back
 DELIVER_BATCH = 100  # alerts sent between two marks of delivery (a crash repeats at most these)
@@ -183,6 +186,14 @@ def release_memory() -> None:
         pass  # not glibc: the memory is reused by the next capture instead
 
 
+class ComparatorRaised(Exception):
+    """The etc comparator raised while its findings were being recorded."""
+
+    def __init__(self, error: Exception) -> None:
+        super().__init__(str(error))
+        self.error = error
+
+
 class Worker:
     def __init__(
         self,
@@ -218,6 +229,7 @@ class Worker:
         self.retry: tuple[float, frozenset[Category]] | None = None  # (monotonic when, categories)
         self._due: tuple[bool, bool] | None = None  # a publication waiting: (full, changed)
         self._published_at = float("-inf")
+        self._publish_took = 0.0  # seconds the last publication took
         self._due_since = 0.0  # monotonic time the waiting publication was first requested
         self._idle_since = 0.0  # monotonic end of the last job
         self._retry_lock = threading.Lock()
@@ -405,16 +417,26 @@ class Worker:
         parts = self._capture_paths(declared, {c: p for c, p in (scoped or {}).items() if c in categories})
         whole = [c for c in ordered if c not in parts]
         captured = pipeline.capture(self.root, declared, whole, cache_dir=self.opts.cache_dir)  # + stat cache
-        compared = pipeline.compare_sections(declared, captured)
-        sections = {**compared.sections, **{c: s for c, (s, _f, _o) in parts.items()}}
+        # /etc read whole (an interval, a storm: 100,000 files) is compared as the history records it,
+        # a page at a time (`Tracker.reconcile` reads a generator); the other categories are few
+        etc = captured.get(Category.ETC)
+        lazy = etc if etc is not None and etc.unavailable is None and etc.data is not None else None
+        compared = pipeline.compare_sections(
+            declared, {c: sec for c, sec in captured.items() if lazy is None or c is not Category.ETC}
+        )
+        sections = {
+            **compared.sections,
+            **({Category.ETC: lazy} if lazy is not None else {}),
+            **{c: s for c, (s, _f, _o) in parts.items()},
+        }
         # the policy's view (exceptions, severity overrides) is all the history needs of a report:
         # the first and last seen stamps build_report would add are the tracker's to set
-        findings = self.opts.policy.apply([*compared.findings, *(f for _s, fs, _o in parts.values() for f in fs)])
+        few = self.opts.policy.apply([*compared.findings, *(f for _s, fs, _o in parts.values() for f in fs)])
         # the history needs of a section only whether it was read and its problems: what was read
-        # (all of /etc in a storm) and the comparators' own copies go before the history is written
+        # (all of /etc in a storm, but for the lazy comparison) goes before the history is written
         sections = {c: Section(c, None, sec.unavailable, sec.problems) for c, sec in sections.items()}
         owners = {c: owner for c, (_s, _f, owner) in parts.items()}
-        del captured, compared, parts
+        del captured, compared, parts, etc
         budget = [MAX_ATTRIBUTIONS]
 
         def attribute(f: Any) -> str:
@@ -424,8 +446,19 @@ class Worker:
             return attribution.attribute(self.root, f, job.at or time.time())
 
         source = Source.REALTIME if job.realtime and not job.full else Source.SCAN
-        outcome = self.tracker.reconcile(sections, findings, source=source, attribute=attribute, scoped=owners)
-        del findings
+        record = functools.partial(self.tracker.reconcile, source=source, attribute=attribute, scoped=owners)
+        if lazy is None:
+            outcome = record(sections, few)
+        else:
+            try:
+                outcome = record(sections, itertools.chain(few, self._etc_findings(declared, lazy)))
+            except ComparatorRaised as raised:  # rolled back: recorded as compare_sections would have
+                problem = pipeline.comparator_failed(raised.error)
+                log.error("etc: %s", problem)
+                etc_failed: Section[Any] = Section(Category.ETC, None, f"etc {problem}", (*lazy.problems, problem))
+                outcome = record({**sections, Category.ETC: etc_failed}, few)
+                sections[Category.ETC] = etc_failed
+        del few, lazy
         if whole or outcome.new_count + outcome.resolved_count > BIG:
             release_memory()
         self.checkpoint("record")  # recorded, alerts queued, none delivered yet
@@ -453,6 +486,19 @@ class Worker:
         # revert commands name the host's own paths: they never act on a tree read with --root
         if remediating:
             self._remediate(declared)
+
+    def _etc_findings(self, declared: DeclaredState, live: Section[Any]) -> Iterator[Finding]:
+        """The etc comparator's findings of a whole capture, through the policy, a page at a time;
+        what it raises comes out as ComparatorRaised (the reconcile reading them rolls back)."""
+        found = c_etc.iter_compare(declared, live)
+        while True:
+            try:
+                page = list(itertools.islice(found, PAGE))
+            except Exception as exc:  # one broken comparator must not void the scan
+                raise ComparatorRaised(exc) from exc
+            if not page:
+                return
+            yield from self.opts.policy.apply(f for f in page if f.category is Category.ETC)
 
     def _capture_paths(
         self, declared: DeclaredState, scoped: Mapping[Category, frozenset[str]]
@@ -512,7 +558,7 @@ class Worker:
         if self._due is None or self.declared is None:
             return None
         now = time.monotonic()
-        wait = self._published_at + PUBLISH_EVERY - now
+        wait = self._published_at + max(PUBLISH_EVERY, (1 + PUBLISH_SHARE) * self._publish_took) - now
         if not force and now - self._due_since < PUBLISH_LATEST:
             quiet, latest = self._idle_since + PUBLISH_QUIET - now, self._due_since + PUBLISH_LATEST - now
             wait = max(wait, min(quiet, latest))
@@ -522,6 +568,7 @@ class Worker:
         self._published_at = time.monotonic()
         try:
             self._publish(self.declared, full=full, changed=changed)
+            self._publish_took = time.monotonic() - self._published_at
         except sqlite3.Error as exc:
             self._due = (full, changed)
             self.degrade("database", f"history database write failed: {exc}")
