@@ -239,6 +239,27 @@ def load(directory: Path | str, meta: Mapping[str, Any], name: str) -> bytes | N
     return data if len(data) == size else None
 
 
+ACCEPTED = "accepted.stamp"  # replaced by `nixdrift accept`: an answer records the one it read before
+
+
+def accepted_sig(directory: Path | str) -> list[int] | None:
+    """The `file_sig` of the directory's accepted stamp: taken before the accepted set is read for an
+    answer, and compared by the reader, so that an answer made from the set as it was before an
+    `accept` (a render already under way when the accept committed) is never printed after it."""
+    return file_sig(os.path.join(directory, ACCEPTED))
+
+
+def note_accepted(directory: Path) -> None:
+    """After `nixdrift accept` committed: a new stamp (another inode), and the answer discarded."""
+    import secrets
+
+    directory.mkdir(parents=True, exist_ok=True, mode=DIR_MODE)
+    tmp = directory / f".{ACCEPTED}.{secrets.token_hex(8)}"
+    _write(tmp, b"")
+    os.replace(tmp, directory / ACCEPTED)
+    discard(directory)
+
+
 def discard(directory: Path) -> None:
     """Make the answer in `directory` unusable (e.g. after `nixdrift accept` changed what it says)."""
     import contextlib

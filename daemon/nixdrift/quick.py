@@ -179,6 +179,8 @@ def daemon_answer(opts: Mapping[str, str]) -> tuple[str, dict[str, Any]] | None:
         raise Unsure("damaged meta")
     if time.time() - captured > max_age:
         raise Unsure("the daemon's state is older than --max-age")
+    if answer.accepted_sig(directory) != validity.get("accepted"):
+        raise Unsure("drift was accepted since the answer read what was accepted")
     # The daemon's answer is of the host it watches; that it is this one, the machine-id says.
     same_question(opts, q, "/", root_must_match=False)
     return directory, meta

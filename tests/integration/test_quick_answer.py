@@ -19,7 +19,7 @@ import subprocess
 import sys
 import threading
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -243,7 +243,7 @@ def test_publishing_never_fails_the_daemon_and_a_storm_publishes_none(setup: Set
         # an answer rendered while a newer report was stored is dropped, and leaves nothing behind
         text = store.meta("report") or ""
         generation = answering._generation[directory] - 1
-        stale = answering.Job(directory, generation, text, {}, cfg, opts, time.time(), frozenset(captured))
+        stale = answering.Job(directory, generation, text, {}, cfg, opts, time.time(), frozenset(captured), None)
         assert not answering.render(stale)
         assert answer.read(directory) == published
         assert sorted(p.name for p in directory.iterdir()) == files
@@ -281,6 +281,52 @@ def test_the_answering_thread_renders_the_newest_job_only() -> None:
     release.set()
     assert answerer.idle(30)
     assert done == [1, 3]
+
+
+def accept(state: Path, fid: str) -> None:
+    argv = [sys.executable, "-m", "nixdrift", "accept", fid, "--reason", "test", "--state-dir", str(state)]
+    done = subprocess.run(argv, capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+
+
+def test_an_answer_rendered_across_an_accept_is_never_printed(
+    setup: Setup, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The daemon read the accepted set, then `accept` committed, then the daemon's render published:
+    that answer marks the drift unaccepted, so the check reads the history instead."""
+    from nixdrift import config
+    from nixdrift.pipeline import ScanOptions
+    from nixdrift.rootfs import Root
+    from nixdrift.service import answering
+    from nixdrift.service.history import Store
+
+    state = tmp_path / "state"
+    shutil.copytree(setup.state, state, ignore=shutil.ignore_patterns("*.lock"))
+    cfg = config.Config()  # as the daemon ran: no configuration file
+    opts = ScanOptions(str(setup.built.flake), setup.built.name, Root.of(setup.built.root), None, cfg.policy())
+    jobs: list[answering.Job] = []
+    monkeypatch.setattr(answering._answerer, "submit", jobs.append)
+    store = Store.open(state, repair=False)
+    try:
+        captured = json.loads(store.meta("captured_at") or "{}")
+        assert answering.publish(state, store, cfg, opts, captured, findings=3)
+    finally:
+        store.close()
+    accept(state, "etc/planted.conf")
+    assert answering.render(jobs[0])  # the render that was under way when the accept committed
+    assert answer.read(answer.daemon_dir(state)) is not None
+    run = live_check(replace(setup, state=state), "--format", "json")
+    assert not run.quick
+    assert {f["id"]: f["accepted"] for f in json.loads(run.stdout)["findings"]}["etc/planted.conf"] is True
+    # the same answer published again after the accept (the stamp read then) is printed
+    store = Store.open(state, repair=False)
+    try:
+        assert answering.publish(state, store, cfg, opts, captured, findings=3, background=False)
+    finally:
+        store.close()
+    again = live_check(replace(setup, state=state), "--format", "json")
+    assert again.quick
+    assert again.same_as() == run.same_as()
 
 
 def test_accept_discards_the_daemon_s_answer(setup: Setup) -> None:

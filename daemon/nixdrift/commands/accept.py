@@ -40,7 +40,7 @@ def run(args: argparse.Namespace) -> int:
         if done:  # the daemon's answer to `check` marks what was accepted before: it no longer holds
             from nixdrift import answer
 
-            answer.discard(answer.daemon_dir(store.path.parent))
+            answer.note_accepted(answer.daemon_dir(store.path.parent))
         for fid in done:
             print(f"accepted {fid}")
     finally:

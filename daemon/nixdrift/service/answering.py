@@ -57,6 +57,7 @@ class Job:
     opts: ScanOptions
     captured: float  # the oldest category capture
     captured_of: frozenset[str]  # the categories captured
+    stamp: list[int] | None  # answer.accepted_sig before the accepted set was read
 
 
 def publish(
@@ -84,9 +85,10 @@ def publish(
         # what service.history.stored_report takes as fresh: a capture time for every category
         if not text or not captured_at:
             return False
+        stamp = answer.accepted_sig(directory)  # before the set: an accept committed after it moves it
         accepted = {fid: actual for fid, (actual, _reason) in store.accepted().items()}
         captured = min(float(t) for t in captured_at.values())
-        job = Job(directory, generation, text, accepted, cfg, opts, captured, frozenset(captured_at))
+        job = Job(directory, generation, text, accepted, cfg, opts, captured, frozenset(captured_at), stamp)
         if background:
             _answerer.submit(job)
             return True
@@ -114,7 +116,12 @@ def render(job: Job) -> bool:
             question=answer.question(
                 job.cfg, root, job.opts.flake, job.opts.host, threshold, nixos=is_nixos(job.opts.root)
             ),
-            validity={"kind": "daemon", "captured": job.captured, "generated": generated_epoch(stored.generated_at)},
+            validity={
+                "kind": "daemon",
+                "captured": job.captured,
+                "generated": generated_epoch(stored.generated_at),
+                "accepted": job.stamp,
+            },
             guard=_current(job),
         )
     except Exception:
