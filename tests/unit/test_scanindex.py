@@ -7,6 +7,7 @@ import json
 import os
 import socket
 import subprocess
+import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -255,3 +256,30 @@ def test_a_store_path_removed_is_seen_and_one_added_beside_it_changes_nothing(tm
     (package / "bin").rmdir()
     package.rmdir()  # garbage-collected
     assert not scanindex.still_valid(directory, meta)
+
+
+def test_a_rename_or_a_swap_of_two_names_is_seen(tree: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A listing's digest holds its entries' stats, not their names: the directory's own mtime, which
+    every rename moves, is what tells. With the real racy window, so the rename is a later tick."""
+    monkeypatch.setattr(scanindex, "RACY_NS", statcache.RACY_NS)
+    newest = max(max(st.st_mtime_ns, st.st_ctime_ns) for st in map(os.lstat, [tree, *tree.iterdir()]))
+    deadline = time.monotonic() + 30
+    while time.time_ns() <= newest + statcache.RACY_NS:
+        assert time.monotonic() < deadline, "the clock did not move"
+        time.sleep(0.05)
+
+    def swap() -> None:
+        os.rename(tree / "b.conf", tree / "t")
+        os.rename(tree / "renamed.conf", tree / "b.conf")
+        os.rename(tree / "t", tree / "renamed.conf")
+
+    changes: list[Callable[[], object]] = [lambda: os.rename(tree / "a.conf", tree / "renamed.conf"), swap]
+    for n, change in enumerate(changes):
+        directory, meta = answer_of(traced(lambda: os.listdir(tree)), tmp_path / f"answer{n}")
+        assert scanindex.still_valid(directory, meta)
+        change()
+        assert not scanindex.still_valid(directory, meta), f"change {n} was not seen"
+        newest = time.time_ns()
+        while time.time_ns() <= newest + statcache.RACY_NS:  # the next trace must not race with this change
+            assert time.monotonic() < deadline + 30, "the clock did not move"
+            time.sleep(0.05)
