@@ -27,12 +27,14 @@ pytestmark = pytest.mark.nix
 HEADER = "from the previous check at"
 
 
-def check(built: BuiltHost, cache: Path, *extra: str, fmt: str = "json") -> subprocess.CompletedProcess[str]:
+def check(
+    built: BuiltHost, cache: Path, *extra: str, fmt: str = "json", codes: tuple[int, ...] = (0, 1)
+) -> subprocess.CompletedProcess[str]:
     argv = [sys.executable, "-m", "nixdrift", "check", "--root", str(built.root), "--flake", str(built.flake)]
     argv += ["--host", built.name, "--cache-dir", str(cache), "--format", fmt, *extra]
     env = {**os.environ, "NIXDRIFT_QUIET": "1"}
     proc = subprocess.run(argv, capture_output=True, text=True, timeout=600, env=env)
-    assert proc.returncode in (0, 1), proc.stderr
+    assert proc.returncode in codes, proc.stderr
     return proc
 
 
@@ -223,3 +225,19 @@ def test_a_check_of_the_live_host_leaves_no_answer(demo_built: BuiltHost, tmp_pa
         assert proc.returncode in (0, 1, 2) and proc.stdout.startswith("{"), proc.stderr
     assert list(cache.glob("digests-*.json")), "the check did not use this cache directory"
     assert list(cache.glob("answers/*/answer.json")) == []
+
+
+def test_a_check_that_could_not_scan_a_category_leaves_no_answer(demo_built: BuiltHost, tmp_path: Path) -> None:
+    """A category `unavailable` (here: no captured units.json) means a check that could not look:
+    the next check must look again, not print this one's answer."""
+    built = demo_built
+    cache = tmp_path / "cache"
+    check(built, cache)
+    indexed(built, cache)
+    (built.root / ".nixdrift" / "units.json").unlink()
+    settle()
+    proc = check(built, cache, codes=(2,))
+    assert json.loads(proc.stdout)["categories"]["services"].startswith("unavailable")
+    assert answer.read(answer_dir(built, cache)) is None
+    again = check(built, cache, codes=(2,))
+    assert HEADER not in again.stderr
