@@ -23,6 +23,8 @@ from nixdrift import terminal
 from nixdrift.commands.common import Target, add_scan_options, exit_status, load_options, load_target, progress
 
 if TYPE_CHECKING:
+    from collections.abc import Callable
+
     from nixdrift import scanindex
     from nixdrift.models import Report
 
@@ -65,8 +67,9 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
 def run(args: argparse.Namespace) -> int:
     target = load_target(args)
     stored = _from_daemon(args, target)
+    publish = None
     if stored is None:  # only now the pipeline and its collectors are loaded
-        report = _scan(args, target)
+        report, publish = _scan(args, target)
         note = ""
     else:
         report, note = stored
@@ -89,25 +92,29 @@ def run(args: argparse.Namespace) -> int:
         sys.stdout.write(text)
     if note and args.format != "text":
         print(f"nixdrift: {note}", file=sys.stderr)
-    return exit_status(report)
+    code = exit_status(report)
+    if publish is not None:  # once the output is out: a person at a terminal does not wait for it
+        sys.stdout.flush()
+        publish()
+    return code
 
 
-def _scan(args: argparse.Namespace, target: Target) -> Report:
-    """A full scan; with a cache directory, traced, and its answer published for the next check
+def _scan(args: argparse.Namespace, target: Target) -> tuple[Report, Callable[[], None] | None]:
+    """A full scan; with a cache directory, traced, and what publishes its answer for the next check
     with the same question (`nixdrift.scanindex`: printed while nothing the scan read has changed)."""
     from nixdrift import pipeline
 
     _cfg, opts = load_options(args, target)
     if opts.cache_dir is None:  # --no-cache: no index either
-        return pipeline.scan(opts, progress)
+        return pipeline.scan(opts, progress), None
     from nixdrift import scanindex
     from nixdrift.nixos_root import is_nixos
 
     with scanindex.tracing(ignored=[str(opts.cache_dir)]) as trace:
         nixos = is_nixos(target.root)  # what the question records, an input like any other
         report = pipeline.scan(opts, progress)
-    _publish(target, opts.cache_dir, report, trace, nixos=nixos)
-    return report
+    cache = opts.cache_dir
+    return report, lambda: _publish(target, cache, report, trace, nixos=nixos)
 
 
 def _publish(target: Target, cache: Path, report: Report, trace: scanindex.Trace, *, nixos: bool) -> None:
