@@ -204,7 +204,11 @@ def _note(path: Any, dir_fd: Any, follow: bool) -> None:
 
 
 def _stat(path: Any, *, dir_fd: Any = None, follow_symlinks: bool = True) -> os.stat_result:
-    _note(path, dir_fd, follow_symlinks)
+    trace = _ACTIVE
+    if trace is not None and dir_fd is None and type(path) is str and path[:1] == "/":
+        (trace.followed if follow_symlinks else trace.lstated).add(path)
+    else:
+        _note(path, dir_fd, follow_symlinks)
     return _os_stat(path, dir_fd=dir_fd, follow_symlinks=follow_symlinks)
 
 
@@ -218,7 +222,11 @@ def _lstat(path: Any, *, dir_fd: Any = None) -> os.stat_result:
 
 
 def _readlink(path: Any, *, dir_fd: Any = None) -> Any:
-    _note(path, dir_fd, False)
+    trace = _ACTIVE
+    if trace is not None and dir_fd is None and type(path) is str and path[:1] == "/":
+        trace.lstated.add(path)
+    else:
+        _note(path, dir_fd, False)
     return _os_readlink(path, dir_fd=dir_fd)
 
 
