@@ -231,6 +231,7 @@ def measure(built: BuiltHost, work: Path, runs: int) -> dict[str, Any]:
     warm, warm_samples = median_of(runs, check_argv(built, cache, *root))
     if INDEX_HEADER not in warm_samples[0].stderr:
         raise SystemExit(f"(c) was not answered by the scan index: {warm_samples[0].stderr[-2000:]}")
+    warm_rss = peak_rss_mib(check_argv(built, cache, *root))  # before the daemon's run changes the tree
     state = daemon_state(built, work)
     live = check_argv(built, cache, "--format", "json", "--state-dir", str(state), "--not-nixos-ok")
     daemon, daemon_samples = median_of(runs, live)
@@ -247,7 +248,7 @@ def measure(built: BuiltHost, work: Path, runs: int) -> dict[str, Any]:
         "cold_s": cold,
         "warm_s": warm,
         "daemon_s": daemon,
-        "warm_peak_rss_mib": peak_rss_mib(check_argv(built, cache, *root)) or max(s.max_rss_mib for s in warm_samples),
+        "warm_peak_rss_mib": warm_rss or max(s.max_rss_mib for s in warm_samples),
         "stat_cache_bytes": sum(p.stat().st_size for p in stat_caches(cache)),
         "findings": findings,
     }
