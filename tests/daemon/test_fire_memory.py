@@ -27,6 +27,7 @@ N = 6000  # more than the pages (2,000) and the findings an Outcome lists (1,000
 ETC = {Category.ETC: Section(Category.ETC, data=object())}
 HELD_PER_FINDING = 400  # bytes the tracker may keep per active finding (a Finding is ~1,400)
 PUBLISH_PER_FINDING = 300  # bytes while publishing (a report of Findings and its text: ~1,600)
+MARGINAL_PER_FINDING = 250  # bytes a streamed capture's peak grows by per finding (its id, in a set)
 PEAK_PER_FINDING = 450  # bytes above the capture's own findings while recording or resolving them
 
 
@@ -95,6 +96,36 @@ def test_the_tracker_keeps_a_digest_per_active_finding_not_the_finding(tmp_path:
     assert held / N < HELD_PER_FINDING, f"{held / N:.0f} bytes per active finding"
     assert peak / N < PEAK_PER_FINDING, f"{peak / N:.0f} bytes per finding at the peak of recording"
     store.close()
+
+
+def test_a_whole_capture_is_recorded_without_holding_its_findings(tmp_path: Path, traced: None) -> None:
+    """The worker hands the etc comparator's findings over as a generator: the tracker reads,
+    compares and writes them a page at a time, so what a bigger storm adds to its peak is only each
+    finding's id (while it decides what is gone), not the finding (~1,100 bytes as the comparator
+    makes it): the peak of 3,000 and of 9,000 findings differ by little per extra finding."""
+    made = storm(1)[0]
+
+    def capture(n: int) -> Iterator[Finding]:  # the comparator's findings, made as they are read
+        for i in range(n):
+            path = f"/etc/storm/f{i:06d}"
+            yield made.with_(id=path[1:], subject=path, evidence={**made.evidence, "path": path})
+
+    peaks = []
+    for n in (3000, 9000):
+        store = Store.open(tmp_path / str(n))
+        tracker = Tracker(store, Severity.LOW)
+        _held, first = peak_of(lambda: tracker.reconcile(ETC, capture(n)))  # noqa: B023 - called at once
+        assert tracker.summary()["medium"] == n
+        assert store.conn.execute("SELECT COUNT(*) FROM events WHERE kind = 'new'").fetchone()[0] == n
+        # the same capture again: nothing changed, nothing written, and still a page at a time
+        _held, again = peak_of(lambda: tracker.reconcile(ETC, capture(n)))  # noqa: B023
+        assert store.conn.execute("SELECT COUNT(*) FROM events").fetchone()[0] == n
+        peaks.append((first, again))
+        store.close()
+    (first_small, again_small), (first_big, again_big) = peaks
+    for what, small, big in (("recorded", first_small, first_big), ("seen again", again_small, again_big)):
+        per = (big - small) / 6000
+        assert per < MARGINAL_PER_FINDING, f"{per:.0f} bytes more at the peak per finding more ({what})"
 
 
 def test_resolving_a_storm_reads_the_recorded_findings_a_page_at_a_time(tmp_path: Path, traced: None) -> None:

@@ -292,16 +292,19 @@ class Store:
         prefixes (an index range each: an edit among 100,000 findings reads its own)."""
         out: dict[str, Any] = {}
         sql = (
-            "SELECT id, data, first_seen, last_seen, count, basis FROM findings WHERE resolved_at IS NULL"
-            " AND category = ? AND ((id >= ? AND id < ?) OR (id >= ? AND id < ?))"
+            "SELECT id, data, first_seen, last_seen, count, basis FROM findings"
+            " WHERE id >= ? AND id < ? AND resolved_at IS NULL AND category = ?"
         )
         for prefix in sorted(set(prefixes)):
             raw = prefix.encode("utf-8", "surrogateescape")
             text = _t(prefix)
-            low, high = (text, text + "\U0010ffff") if isinstance(text, str) else (None, None)
-            with self._lock:
-                rows = self.conn.execute(sql, (category, low, high, raw, raw + b"\xff")).fetchall()
-            out.update((str(_s(r[0])), r) for r in rows)
+            ranges = [(raw, raw + b"\xff")]  # a name that is not UTF-8 is stored as its bytes
+            if isinstance(text, str):
+                ranges.append((text, text + "\U0010ffff"))
+            for low, high in ranges:
+                with self._lock:
+                    rows = self.conn.execute(sql, (low, high, category)).fetchall()
+                out.update((str(_s(r[0])), r) for r in rows)
         return out
 
     def active_ids(self, categories: Iterable[str]) -> Iterator[list[str]]:

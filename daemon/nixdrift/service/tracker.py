@@ -23,7 +23,8 @@ from typing import Any
 
 from nixdrift.models import Category, Finding, Section, Severity, Source
 from nixdrift.pipeline import now_iso
-from nixdrift.service.history import PAGE, Store, finding_of
+from nixdrift.service import history
+from nixdrift.service.history import Store, finding_of
 from nixdrift.sinks.journald import Alert, Event
 
 log = logging.getLogger(__name__)
@@ -363,7 +364,7 @@ class Tracker:
                 if f is not None:
                     if f.id not in met and mine(f):
                         page[f.id] = f  # the same id twice in one capture: the last one says it
-                    if len(page) < PAGE:
+                    if len(page) < history.PAGE:
                         continue
                 rows = self.store.active_rows(i for i, g in page.items() if g.category in whole)
                 for fid, fresh in sorted(page.items()):
