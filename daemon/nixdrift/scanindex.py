@@ -40,7 +40,7 @@ What would age is covered by the age bound: an answer older than MAX_AGE_NS, or 
 future" (the clock went back), is never used.
 
 This module imports only the standard library: `still_valid` runs in `nixdrift.quick`, before the
-pipeline is loaded.
+pipeline is loaded. Building the manifest is `nixdrift.scanmanifest`'s, loaded by a check that scanned.
 """
 
 from __future__ import annotations
@@ -54,7 +54,7 @@ import time
 
 TYPE_CHECKING = False  # not typing's: still_valid runs in nixdrift.quick, where its import is a tenth of the cost
 if TYPE_CHECKING:
-    from collections.abc import Callable, Iterable, Iterator, Mapping
+    from collections.abc import Callable, Iterable, Mapping
     from types import TracebackType
     from typing import Any
 
@@ -69,24 +69,23 @@ _PROCESS_EVENTS = frozenset(
     ("subprocess.Popen", "os.posix_spawn", "os.exec", "os.system", "os.fork", "os.forkpty", "os.spawn", "pty.spawn")
 )
 _SOCKET_EVENTS = frozenset(("socket.connect", "socket.bind", "socket.sendto", "sqlite3.connect", "ctypes.dlopen"))
-_KERNEL_TREES = ("/proc", "/sys")
-_KERNEL_BELOW = tuple(f"{t}/" for t in _KERNEL_TREES)
-_OWN_FDS = "/proc/self/fd/"
 _IMPORTS = "<frozen importlib"
 
 Sig = tuple[int, int, int, int, int, int, int, int]  # dev, ino, size, mtime_ns, ctime_ns, mode, uid, gid
 
 
-def _sig(st: os.stat_result) -> Sig:
+def stat_sig(st: os.stat_result) -> Sig:
+    """What must be unchanged for a path to read the same: its (device, inode, size, mtime, ctime,
+    mode, owner)."""
     return (st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns, st.st_mode, st.st_uid, st.st_gid)
 
 
-def _path_sig(st: os.stat_result) -> Sig:
+def path_sig(st: os.stat_result) -> Sig:
     """A path's sig; for a directory that was not listed, what it is and not its times or size (they
     move whenever an entry is added, and a stat of a directory tells a scan only that it is one)."""
     if stat.S_ISDIR(st.st_mode):
         return (st.st_dev, st.st_ino, 0, 0, 0, st.st_mode, st.st_uid, st.st_gid)
-    return _sig(st)
+    return stat_sig(st)
 
 
 class Trace:
@@ -133,25 +132,23 @@ class Trace:
             raise RuntimeError("the manifest of a trace still running")
         if self.taints:
             return None
+        from nixdrift.scanmanifest import NotIndexable, build  # only a check that scanned needs it
+
         try:
-            doc = _Builder(self).build()
-        except _NotIndexable as exc:
+            doc = build(self)
+        except NotIndexable as exc:
             self.taint(str(exc))
             return None
         body = json.dumps(doc, separators=(",", ":"), ensure_ascii=False).encode("utf-8", "surrogateescape")
         return f"{FORMAT} {hashlib.sha256(body).hexdigest()}\n".encode("ascii") + body  # a damaged byte is no answer
 
 
-class _NotIndexable(Exception):
-    pass
-
-
 # --- recording ----------------------------------------------------------------------------------
 _ACTIVE: Trace | None = None
 _HOOKED = False
-_os_stat = os.stat
-_os_lstat = os.lstat
-_os_readlink = os.readlink
+REAL_STAT = os.stat
+REAL_LSTAT = os.lstat
+REAL_READLINK = os.readlink
 
 
 def _path(trace: Trace, path: Any) -> str | None:
@@ -209,7 +206,7 @@ def _stat(path: Any, *, dir_fd: Any = None, follow_symlinks: bool = True) -> os.
         (trace.followed if follow_symlinks else trace.lstated).add(path)
     else:
         _note(path, dir_fd, follow_symlinks)
-    return _os_stat(path, dir_fd=dir_fd, follow_symlinks=follow_symlinks)
+    return REAL_STAT(path, dir_fd=dir_fd, follow_symlinks=follow_symlinks)
 
 
 def _lstat(path: Any, *, dir_fd: Any = None) -> os.stat_result:
@@ -218,7 +215,7 @@ def _lstat(path: Any, *, dir_fd: Any = None) -> os.stat_result:
         trace.lstated.add(path)  # the common case, kept short: rootfs looks up thousands of links
     else:
         _note(path, dir_fd, False)
-    return _os_lstat(path, dir_fd=dir_fd)
+    return REAL_LSTAT(path, dir_fd=dir_fd)
 
 
 def _readlink(path: Any, *, dir_fd: Any = None) -> Any:
@@ -227,7 +224,7 @@ def _readlink(path: Any, *, dir_fd: Any = None) -> Any:
         trace.lstated.add(path)
     else:
         _note(path, dir_fd, False)
-    return _os_readlink(path, dir_fd=dir_fd)
+    return REAL_READLINK(path, dir_fd=dir_fd)
 
 
 def taint(reason: str) -> None:
@@ -316,34 +313,7 @@ class _Vouching:
             self.trace.vouching -= 1
 
 
-# --- the manifest -------------------------------------------------------------------------------
-def _store_top(path: str) -> str | None:
-    """The top store path holding `path` (below a root prefix or not), or None."""
-    at = path.find(STORE)
-    if at < 0:
-        return path if path.endswith(STORE[:-1]) else None  # the store directory itself: only that it exists
-    end = path.find("/", at + len(STORE))
-    return path if end < 0 else path[:end]
-
-
-def _lstat_or_none(path: str) -> os.stat_result | None:
-    try:
-        return _os_lstat(path)
-    except (FileNotFoundError, NotADirectoryError):
-        return None
-    except OSError as exc:
-        raise _NotIndexable(f"{path}: cannot stat ({exc.strerror or exc})") from None
-
-
-def _dir_rows(path: str) -> list[tuple[Any, ...]] | None:
-    """The entries of a directory with their lstat, (name, *sig); None when it is absent."""
-    try:
-        with os.scandir(path) as it:
-            return [(entry.name, *_sig(entry.stat(follow_symlinks=False))) for entry in it]
-    except (FileNotFoundError, NotADirectoryError):
-        return None
-
-
+# --- digests: the manifest's and still_valid's ---------------------------------------------------
 # A listing's digest: how many entries, and the sum of the hashes of their lstats. The names are not
 # in it: the directory's own stat is recorded beside it, and adding, removing or renaming an entry
 # moves the directory's mtime. Every change to an entry moves its ctime. A sum needs no sorting, and
@@ -352,7 +322,7 @@ def _dir_rows(path: str) -> list[tuple[Any, ...]] | None:
 _MASK = (1 << 64) - 1
 
 
-def _rows_digest(rows: list[tuple[Any, ...]] | None) -> str:
+def rows_digest(rows: list[tuple[Any, ...]] | None) -> str:
     if rows is None:
         return "absent"
     return f"{len(rows)}:{sum(hash(row[1:]) for row in rows) & _MASK:x}"
@@ -381,161 +351,6 @@ def _listing_digest(path: str) -> str:
     return f"{count}:{total & _MASK:x}"
 
 
-class _Builder:
-    """The stats of a trace's inputs, taken now (see the module's docstring for why that is sound)."""
-
-    def __init__(self, trace: Trace) -> None:
-        self.trace = trace
-        self.racy_after = trace.started_ns - RACY_NS
-        self.kernel = _kernel_devices()
-        self.store: dict[str, bool] = {}
-        self.dirs: dict[str, list[Any]] = {}
-        self.files: dict[str, list[Any]] = {}
-        self.entries: dict[str, Sig] = {}  # path -> lstat, for every entry of a listed directory
-        self.count = 0
-        self.skip_exact = frozenset(trace.ignored)
-        self.skip_below = tuple(f"{top}/" for top in trace.ignored)
-
-    def _skip(self, path: str) -> bool:
-        return path in self.skip_exact or path.startswith(self.skip_below)
-
-    def _check(self, path: str, sig: Sig) -> None:
-        if sig[0] in self.kernel:
-            raise _NotIndexable(f"read {path}, a file of the running kernel")
-        if max(sig[3], sig[4]) > self.racy_after:
-            raise _NotIndexable(f"{path} changed within {RACY_NS // 1_000_000_000} s of the scan")
-        self.count += 1
-        if self.count > MAX_INPUTS:
-            raise _NotIndexable(f"more than {MAX_INPUTS} inputs")
-
-    def _in_store(self, path: str) -> bool:
-        top = _store_top(path)
-        if top is None:
-            return False
-        if top not in self.store:
-            self.store[top] = os.path.lexists(top)
-        return True
-
-    def _kernel_path(self, path: str) -> bool:
-        return path in _KERNEL_TREES or path.startswith(_KERNEL_BELOW)
-
-    def _outside_store(self, paths: Iterable[str]) -> Iterator[str]:
-        """The paths (normalised) that are not in a store; the top store path of each that is, noted."""
-        store, lexists = self.store, os.path.lexists
-        for path in map(_norm, paths):
-            at = path.find(STORE)
-            if at < 0 and not path.endswith(STORE[:-1]):
-                yield path
-                continue
-            end = path.find("/", at + len(STORE)) if at >= 0 else -1
-            top = path if end < 0 else path[:end]
-            if top not in store:
-                store[top] = lexists(top)
-
-    def add_dir(self, path: str) -> list[tuple[Any, ...]] | None:
-        if path in self.dirs or self._skip(path) or self._in_store(path):
-            return None
-        if self._kernel_path(path):
-            raise _NotIndexable(f"listed {path}, a directory of the running kernel")
-        own = _lstat_or_none(path)
-        rows = _dir_rows(path) if own is not None and stat.S_ISDIR(own.st_mode) else None
-        if own is not None:
-            self._check(path, _sig(own))
-        for row in rows or ():
-            child = f"{path.rstrip('/')}/{row[0]}"
-            sig: Sig = row[1:]
-            self._check(child, sig)
-            self.entries[child] = sig
-        self.dirs[path] = [list(_sig(own)) if own is not None else None, _rows_digest(rows)]
-        return rows
-
-    def add_tree(self, top: str) -> None:
-        stack = [top]
-        while stack:
-            path = stack.pop()
-            rows = self.add_dir(path)
-            for row in rows or ():
-                if stat.S_ISDIR(row[6]) and not (row[0] == "objects" and path.endswith("/.git")):
-                    stack.append(f"{path.rstrip('/')}/{row[0]}")
-
-    def add_file(self, path: str, follow: bool) -> None:
-        if self._in_store(path) or path in _KERNEL_TREES or path.startswith(_OWN_FDS) or self._skip(path):
-            return  # where procfs and sysfs are mounted, and where an open file lies: checks, not inputs
-        if self._kernel_path(path):
-            raise _NotIndexable(f"read {path}, a file of the running kernel")
-        known = self.entries.get(path)
-        lst = known if known is not None else (_path_sig(s) if (s := _lstat_or_none(path)) is not None else None)
-        if lst is not None and known is None:
-            self._check(path, lst)
-        linked = follow and lst is not None and stat.S_ISLNK(lst[5])
-        if known is not None and not linked:
-            return  # its directory's digest holds its lstat
-        target: list[Any] | None = None
-        if linked:
-            try:
-                real = os.path.realpath(path)
-            except OSError:
-                real = path
-            if self._in_store(real):
-                target = [real]
-            else:
-                try:
-                    followed = _path_sig(_os_stat(path))
-                except OSError:
-                    followed = None
-                if followed is not None:
-                    self._check(path, followed)
-                    target = list(followed)
-        previous = self.files.get(path)
-        if previous is None or (linked and previous[1] is None):
-            self.files[path] = [list(lst) if lst is not None else None, target if linked else None, linked]
-
-    def _store_dirs(self) -> list[list[Any]]:
-        """The stat of each store directory the store paths are in: while it is unchanged no entry
-        was added to it or removed (a directory's mtime moves with its entries), and `still_valid`
-        need not look up each store path. False where it changed within the racy window."""
-        out = []
-        for directory in sorted({top if top.endswith(STORE[:-1]) else top.rpartition("/")[0] for top in self.store}):
-            st = _lstat_or_none(directory)
-            sig = list(_sig(st)) if st is not None else None  # None: absent, and so is every path in it
-            out.append([directory, False if sig is not None and max(sig[3], sig[4]) > self.racy_after else sig])
-        return out
-
-    def build(self) -> dict[str, Any]:
-        t = self.trace
-        for path in sorted(self._outside_store(t.listed)):
-            self.add_dir(path)
-        for top in sorted(t.trees):
-            self.add_tree(_norm(top))
-        for path in self._outside_store(t.followed):
-            self.add_file(path, True)
-        for path in self._outside_store(t.lstated - t.followed):
-            self.add_file(path, False)
-        env = {k: v for k, v in os.environ.items() if k in ENV_NAMES or k.startswith(ENV_PREFIXES)}
-        return {
-            "format": FORMAT,
-            "scanned_ns": t.started_ns,
-            "env": env,
-            "cwd": t.cwd if t.cwd_matters else None,
-            "store": sorted(self.store.items()),
-            "store_dirs": self._store_dirs(),
-            "dirs": sorted([p, *v] for p, v in self.dirs.items()),
-            "files": sorted([p, *v] for p, v in self.files.items()),
-        }
-
-
-def _norm(path: str) -> str:
-    if path != "/" and ("/." in path or "//" in path or path.endswith("/")):
-        return os.path.normpath(path)
-    return path
-
-
-def _kernel_devices() -> frozenset[int]:
-    from nixdrift.rootfs import _kernel_devices as devices  # the scan has loaded it: not imported by still_valid
-
-    return devices()
-
-
 # --- validation ---------------------------------------------------------------------------------
 def still_valid(directory: Any, meta: Mapping[str, Any], now_ns: Callable[[], int] = time.time_ns) -> bool:
     """Is the answer in `directory` (its meta as `answer.read` gave it) what a scan would say now?
@@ -549,7 +364,7 @@ def still_valid(directory: Any, meta: Mapping[str, Any], now_ns: Callable[[], in
 
 def _stat_list(path: str) -> list[int] | bool | None:
     try:
-        return list(_sig(os.lstat(path)))
+        return list(stat_sig(os.lstat(path)))
     except (FileNotFoundError, NotADirectoryError):
         return None
     except OSError:
@@ -592,7 +407,7 @@ def _still_valid(directory: Any, meta: Mapping[str, Any], now: int) -> bool:
             if lst is not None:
                 return False
             continue
-        if lst is None or list(_path_sig(st)) != lst:
+        if lst is None or list(path_sig(st)) != lst:
             return False
         if linked:
             if isinstance(target, list) and len(target) == 1:
@@ -600,7 +415,7 @@ def _still_valid(directory: Any, meta: Mapping[str, Any], now: int) -> bool:
                     return False
             else:
                 try:
-                    followed: list[int] | None = list(_path_sig(os.stat(path)))
+                    followed: list[int] | None = list(path_sig(os.stat(path)))
                 except OSError:
                     followed = None
                 if followed != target:
@@ -612,7 +427,7 @@ def _still_valid(directory: Any, meta: Mapping[str, Any], now: int) -> bool:
             if own is not None:
                 return False
             continue
-        if own is None or list(_sig(st)) != own:
+        if own is None or list(stat_sig(st)) != own:
             return False
         if (_listing_digest(path) if stat.S_ISDIR(st.st_mode) else "absent") != digest:
             return False
