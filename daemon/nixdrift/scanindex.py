@@ -172,7 +172,7 @@ def _audit(event: str, args: tuple[Any, ...]) -> None:
     trace = _ACTIVE
     if trace is None:
         return
-    if event in ("open", "os.scandir", "os.listdir") and sys._getframe(1).f_code.co_filename.startswith(_IMPORTS):
+    if event in ("open", "os.scandir", "os.listdir") and _caller().startswith(_IMPORTS):
         return  # the import system reading code (a module loaded lazily during the scan)
     if event == "open":
         if (path := _path(trace, args[0])) is not None:
@@ -188,6 +188,15 @@ def _audit(event: str, args: tuple[Any, ...]) -> None:
             trace.taint(f"ran a process ({event})")
     elif event in _SOCKET_EVENTS:
         trace.taint(f"used a socket or database ({event})")
+
+
+def _caller() -> str:
+    """The file of the Python code that caused the audited event ("" when none did): a hook that
+    raised would make the operation it audits fail."""
+    try:
+        return sys._getframe(2).f_code.co_filename
+    except ValueError:
+        return ""
 
 
 def _note(path: Any, dir_fd: Any, follow: bool) -> None:
