@@ -85,6 +85,20 @@ def sha256_of(path: Path, limit: int = MAX_HASH_BYTES) -> str | None:
     return digest.hexdigest()
 
 
+def _listing(
+    path: str | Path, rel_dir: str, label: str, problems: list[str], unlisted: list[str] | None
+) -> Iterator[os.DirEntry[str]]:
+    """A directory's entries as they are read; one that cannot be (opened, or read to its end) is a
+    problem and `unlisted`."""
+    try:
+        with os.scandir(path) as it:
+            yield from it
+    except OSError as exc:
+        problems.append(f"{label}/{printable(rel_dir)}: cannot list: {exc.strerror or type(exc).__name__}")
+        if unlisted is not None:
+            unlisted.append(rel_dir)
+
+
 def _walk(
     top: Path,
     label: str,
@@ -99,15 +113,9 @@ def _walk(
     stack = [start]
     while stack:
         rel_dir = stack.pop()
-        try:
-            with os.scandir(os.path.join(top, rel_dir) if rel_dir else top) as it:
-                entries = list(it)
-        except OSError as exc:
-            problems.append(f"{label}/{printable(rel_dir)}: cannot list: {exc.strerror or type(exc).__name__}")
-            if unlisted is not None:
-                unlisted.append(rel_dir)
-            continue
-        for entry in entries:
+        # read as walked, not listed whole first: a directory of 100,000 files is never 100,000
+        # DirEntry objects (each keeping its stat) at once; one directory is open at a time
+        for entry in _listing(os.path.join(top, rel_dir) if rel_dir else top, rel_dir, label, problems, unlisted):
             rel = f"{rel_dir}/{entry.name}" if rel_dir else entry.name
             if skipped(rel):
                 continue

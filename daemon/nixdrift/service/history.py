@@ -287,25 +287,38 @@ class Store:
             out.update((str(_s(r[0])), r) for r in rows)
         return out
 
-    def active_below(self, category: str, prefixes: Iterable[str]) -> dict[str, Any]:
-        """id -> row of the unresolved findings of a category whose id starts with one of the
-        prefixes (an index range each: an edit among 100,000 findings reads its own)."""
-        out: dict[str, Any] = {}
+    def active_below(self, category: str, prefixes: Iterable[str]) -> Iterator[list[Any]]:
+        """Rows (id, data, first_seen, last_seen, count, basis) of the unresolved findings of a
+        category whose id starts with one of the prefixes, a page at a time: an index range per
+        prefix (an edit among 100,000 findings reads its own; a directory's, all below it)."""
         sql = (
             "SELECT id, data, first_seen, last_seen, count, basis FROM findings"
-            " WHERE id >= ? AND id < ? AND resolved_at IS NULL AND category = ?"
+            f" WHERE id > ? AND id < ? AND resolved_at IS NULL AND category = ? ORDER BY id LIMIT {PAGE}"
         )
         for prefix in sorted(set(prefixes)):
             raw = prefix.encode("utf-8", "surrogateescape")
             text = _t(prefix)
-            ranges = [(raw, raw + b"\xff")]  # a name that is not UTF-8 is stored as its bytes
+            ranges: list[tuple[Any, Any]] = [(raw, raw + b"\xff")]  # a name not UTF-8 is stored as bytes
             if isinstance(text, str):
                 ranges.append((text, text + "\U0010ffff"))
             for low, high in ranges:
-                with self._lock:
-                    rows = self.conn.execute(sql, (low, high, category)).fetchall()
-                out.update((str(_s(r[0])), r) for r in rows)
-        return out
+                with self._lock:  # the prefix itself (id = prefix) first, then what is below it
+                    rows = self.conn.execute(
+                        "SELECT id, data, first_seen, last_seen, count, basis FROM findings"
+                        " WHERE id = ? AND resolved_at IS NULL AND category = ?",
+                        (low, category),
+                    ).fetchall()
+                if rows:
+                    yield rows
+                after = low
+                while True:
+                    with self._lock:
+                        rows = self.conn.execute(sql, (after, high, category)).fetchall()
+                    if rows:
+                        yield rows
+                    if len(rows) < PAGE:
+                        break
+                    after = rows[-1][0]
 
     def active_ids(self, categories: Iterable[str]) -> Iterator[list[str]]:
         """The ids of the unresolved findings of these categories, a page at a time, in id order."""
@@ -547,6 +560,11 @@ class Store:
             Remediation(int(r[0]), r[1], r[2], r[3], r[4], r[5] or "", None if r[6] is None else bool(r[6]))
             for r in rows
         ]
+
+
+def id_of(row: Any) -> str:
+    """The id of a row starting with it (stored as bytes when not UTF-8)."""
+    return str(_s(row[0]))
 
 
 def finding_of(row: Any) -> Finding:

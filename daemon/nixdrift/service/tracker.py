@@ -24,7 +24,7 @@ from typing import Any
 from nixdrift.models import Category, Finding, Section, Severity, Source
 from nixdrift.pipeline import now_iso
 from nixdrift.service import history
-from nixdrift.service.history import Store, finding_of
+from nixdrift.service.history import Store, finding_of, id_of
 from nixdrift.sinks.journald import Alert, Event
 
 log = logging.getLogger(__name__)
@@ -283,11 +283,11 @@ class Tracker:
         captured = {c for c, s in sections.items() if s.unavailable is None}
         whole = frozenset(captured - set(scoped))
         whole_names = sorted(c.value for c in whole)
-        few: dict[str, Any] = {}  # the scoped categories' recorded findings (an event's paths): rows
+        few: set[str] = set()  # ids of the scoped categories' recorded findings these paths decide
         for c, part in scoped.items():
             if c in captured:
-                rows = self.store.active_below(c.value, part.prefixes)
-                few.update((i, r) for i, r in rows.items() if part.owns(finding_of(r)))
+                for rows in self.store.active_below(c.value, part.prefixes):
+                    few.update(id_of(r) for r in rows if part.owns(finding_of(r)))
         accepted = self.store.accepted()
         stamp = now_iso()
         coalescer = Coalescer()
@@ -366,9 +366,9 @@ class Tracker:
                         page[f.id] = f  # the same id twice in one capture: the last one says it
                     if len(page) < history.PAGE:
                         continue
-                rows = self.store.active_rows(i for i, g in page.items() if g.category in whole)
+                recorded = self.store.active_rows(i for i, g in page.items() if g.category in whole or i in few)
                 for fid, fresh in sorted(page.items()):
-                    row = few.get(fid) if fresh.category in scoped else rows.get(fid)
+                    row = recorded.get(fid) if fresh.category in whole or fid in few else None
                     if row is None:
                         appear(fid, fresh)
                     else:
@@ -381,9 +381,11 @@ class Tracker:
                 for f in self.store.active_by_id(left).values():
                     resolve(f)
                 writes.flush(self.store)
-            for fid in sorted(set(few) - met):
-                resolve(finding_of(few[fid]))
-            writes.flush(self.store)
+            left = sorted(few - met)
+            for start in range(0, len(left), history.PAGE):
+                for f in self.store.active_by_id(left[start : start + history.PAGE]).values():
+                    resolve(f)
+                writes.flush(self.store)
             self.store.touch(whole_names, stamp)
             out.alerts = coalescer.alerts()
             self.store.queue_alerts(json.dumps(a.to_json(), sort_keys=True) for a in out.alerts)

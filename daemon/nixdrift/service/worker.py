@@ -57,6 +57,9 @@ PUBLISH_LATEST = 5.0
 # start: a report of 100,000 findings takes seconds to write, and a storm's captures come first
 PUBLISH_SHARE = 3.0
 SCOPED = frozenset({Category.ETC})  # categories an event re-captures at its paths only
+# ... while its events named at most this many paths: more (a storm) is /etc captured whole, which
+# is compared and recorded a page at a time, where a capture at paths is held whole
+SCOPED_MAX = 5000
 BIG = 2000  # findings changed in one job after which the worker hands freed memory back
 DELIVER_BATCH = 100  # alerts sent between two marks of delivery (a crash repeats at most these)
 RETRY_AFTER = 2.0  # seconds before a job that failed (database, exception) is tried again
@@ -300,7 +303,7 @@ class Worker:
         self.busy_since = time.monotonic()
         self.jobs_started += 1
         categories = frozenset(TABLE) if job.full else job.categories
-        scoped = dict(job.scoped)
+        scoped = {c: paths for c, paths in job.scoped.items() if len(paths) <= SCOPED_MAX}
         try:
             self.running = categories
             if (job.reevaluate or self.declared is None) and self._evaluate(job) and not job.full:
