@@ -21,6 +21,7 @@ from pathlib import Path
 
 import pytest
 
+from hostscan import as_live_host
 from nixdrift.capture import statcache
 from nixdrift.demo.planters import BuiltHost
 from nixdrift.demo.scenario import demo_host
@@ -103,18 +104,9 @@ def live_check(s: Setup, *extra: str, fmt: str = "json", cli: tuple[str, ...] = 
         s.built.name,
     ]
     argv += ["--cache-dir", str(s.cache), "--format", fmt, "--state-dir", str(s.state), *extra]
-    script = "\n".join(
-        [
-            "set -eu",
-            "mount --make-rprivate /",
-            f"mount --bind {root}/etc /etc",
-            f"mount --bind {root}/run /run",
-            'exec "$@"',
-        ]
-    )
     env = {**os.environ, "NIXDRIFT_QUIET": "1"}
     return subprocess.run(
-        ["unshare", "-m", "-n", "bash", "-c", script, "check", *argv],
+        as_live_host(root, argv),
         capture_output=True,
         text=True,
         timeout=600,

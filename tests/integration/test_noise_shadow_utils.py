@@ -5,12 +5,11 @@ from __future__ import annotations
 
 import os
 import shutil
-import subprocess
 from collections.abc import Callable
 
 import pytest
 
-from hostscan import describe, in_category
+from hostscan import describe, in_category, in_host_namespace
 from nixdrift.demo.planters import BuiltHost
 from nixdrift.models import Category, Report
 
@@ -21,24 +20,6 @@ pytestmark = [
         reason="needs root, unshare and shadow-utils (useradd, usermod)",
     ),
 ]
-
-
-def in_host_namespace(built: BuiltHost, *commands: str) -> None:
-    """Run commands with the fixture host's /etc and /home bound over the machine's, and an empty
-    /var (useradd would otherwise reset this machine's lastlog and faillog records)."""
-    (built.root / "home").mkdir(exist_ok=True)
-    script = "\n".join(
-        [
-            "set -eu",
-            "mount --make-rprivate /",
-            f"mount --bind {built.root}/etc /etc",
-            f"mount --bind {built.root}/home /home",
-            "mount -t tmpfs tmpfs /var",
-            *commands,
-        ]
-    )
-    proc = subprocess.run(["unshare", "-m", "bash", "-c", script], capture_output=True, text=True, timeout=60)
-    assert proc.returncode == 0, proc.stderr
 
 
 def test_useradd_and_usermod_leave_backups_that_are_not_etc_drift(

@@ -25,6 +25,7 @@ from typing import Any
 
 import pytest
 
+from hostscan import as_live_host
 from nixdrift import answer
 from nixdrift.demo.planters import BuiltHost
 from nixdrift.demo.scenario import demo_host
@@ -109,19 +110,10 @@ def live_check(s: Setup, *extra: str, full: bool = False, env: dict[str, str] | 
     root = s.built.root
     argv = [sys.executable, "-c", FULL if full else PROBE, "check", "--flake", str(s.built.flake)]
     argv += ["--host", s.built.name, "--state-dir", str(s.state), "--cache-dir", str(s.cache), *extra]
-    script = "\n".join(
-        [
-            "set -eu",
-            "mount --make-rprivate /",
-            f"mount --bind {root}/etc /etc",
-            f"mount --bind {root}/run /run",
-            'exec "$@"',
-        ]
-    )
     probe = s.work / "probe.txt"
     probe.unlink(missing_ok=True)
     proc = subprocess.run(
-        ["unshare", "-m", "-n", "bash", "-c", script, "check", *argv],
+        as_live_host(root, argv),
         capture_output=True,
         timeout=600,
         env={**os.environ, "NIXDRIFT_QUIET": "1", "QUICK_PROBE": str(probe), **(env or {})},
@@ -165,10 +157,7 @@ def test_the_quick_path_imports_only_quick_and_answer(setup: Setup) -> None:
     root = setup.built.root
     argv = [sys.executable, "-X", "importtime", "-m", "nixdrift", "check", "--flake", str(setup.built.flake)]
     argv += ["--host", setup.built.name, "--state-dir", str(setup.state), "--format", "json"]
-    script = f'set -eu; mount --make-rprivate /; mount --bind {root}/etc /etc; mount --bind {root}/run /run; exec "$@"'
-    proc = subprocess.run(
-        ["unshare", "-m", "-n", "bash", "-c", script, "check", *argv], capture_output=True, text=True, timeout=120
-    )
+    proc = subprocess.run(as_live_host(root, argv), capture_output=True, text=True, timeout=120)
     assert proc.returncode == 1, proc.stderr[-3000:]
     imported = {line.rsplit("|", 1)[1].strip() for line in proc.stderr.splitlines() if line.startswith("import time:")}
     assert "from the daemon's scan at" in proc.stderr  # answered

@@ -18,6 +18,7 @@ from typing import Any
 
 import pytest
 
+from hostscan import in_host_namespace
 from nixdrift import answer, scanindex
 from nixdrift.capture.statcache import RACY_NS
 from nixdrift.demo.planters import BuiltHost
@@ -70,23 +71,6 @@ def indexed(built: BuiltHost, cache: Path) -> tuple[subprocess.CompletedProcess[
     assert meta is not None and meta["validity"]["kind"] == "inputs", f"no answer left: {proc.stderr}"
     assert scanindex.still_valid(answer_dir(built, cache), meta)
     return proc, meta
-
-
-def in_host_namespace(built: BuiltHost, *commands: str) -> None:
-    """Commands with the host's /etc and /home bound over the machine's, and an empty /var."""
-    (built.root / "home").mkdir(exist_ok=True)
-    script = "\n".join(
-        [
-            "set -eu",
-            "mount --make-rprivate /",
-            f"mount --bind {built.root}/etc /etc",
-            f"mount --bind {built.root}/home /home",
-            "mount -t tmpfs tmpfs /var",
-            *commands,
-        ]
-    )
-    proc = subprocess.run(["unshare", "-m", "bash", "-c", script], capture_output=True, text=True, timeout=60)
-    assert proc.returncode == 0, proc.stderr
 
 
 def _same_size_rewrite(built: BuiltHost) -> None:
