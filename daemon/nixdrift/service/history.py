@@ -366,22 +366,44 @@ class Store:
     def appear(self, finding: Finding, at: float | None = None, basis: int | None = None) -> tuple[Finding, int]:
         """Record a new appearance (with the digest of what its comparator said, `basis`); return the
         finding with its history and appearances in 24 h."""
+        return self.appear_many([(finding, basis)], at)[0]
+
+    def appear_many(
+        self, items: list[tuple[Finding, int | None]], at: float | None = None
+    ) -> list[tuple[Finding, int]]:
+        """`appear` for a page of findings (distinct ids) in a few statements, not four each."""
         at = time.time() if at is None else at
         stamp = now_iso()
+        ids = [_t(f.id) for f, _basis in items]
         with self.tx() as c:
-            row = c.execute("SELECT first_seen, count FROM findings WHERE id = ?", (_t(finding.id),)).fetchone()
-            first, count = (str(row[0]), int(row[1]) + 1) if row else (stamp, 1)
-            stored = finding.with_(first_seen=first, last_seen=stamp, count=count)
-            c.execute(
+            prior: dict[Any, tuple[str, int]] = {}
+            for start in range(0, len(ids), 500):
+                chunk = ids[start : start + 500]
+                marks = ",".join("?" * len(chunk))
+                for i, first, count in c.execute(
+                    f"SELECT id, first_seen, count FROM findings WHERE id IN ({marks})", chunk
+                ):
+                    prior[i] = (str(first), int(count))
+            stored = []
+            for (f, _basis), key in zip(items, ids, strict=True):
+                first, count = (prior[key][0], prior[key][1] + 1) if key in prior else (stamp, 1)
+                stored.append(f.with_(first_seen=first, last_seen=stamp, count=count))
+            c.executemany(
                 "INSERT OR REPLACE INTO findings(id, category, severity, actual, data, first_seen, last_seen, count,"
                 " resolved_at, basis) VALUES(?, ?, ?, ?, ?, ?, ?, ?, NULL, ?)",
-                (*_row(stored), basis),
+                [(*_row(f), basis) for f, (_f, basis) in zip(stored, items, strict=True)],
             )
-            c.execute("INSERT INTO appearances(id, at) VALUES(?, ?)", (_t(finding.id), at))
-            recent = c.execute(
-                "SELECT COUNT(*) FROM appearances WHERE id = ? AND at > ?", (_t(finding.id), at - DAY)
-            ).fetchone()[0]
-        return stored, int(recent)
+            c.executemany("INSERT INTO appearances(id, at) VALUES(?, ?)", [(key, at) for key in ids])
+            recent: dict[Any, int] = {}
+            for start in range(0, len(ids), 500):
+                chunk = ids[start : start + 500]
+                marks = ",".join("?" * len(chunk))
+                for i, n in c.execute(
+                    f"SELECT id, COUNT(*) FROM appearances WHERE id IN ({marks}) AND at > ? GROUP BY id",
+                    (*chunk, at - DAY),
+                ):
+                    recent[i] = int(n)
+        return [(f, recent.get(key, 1)) for f, key in zip(stored, ids, strict=True)]
 
     def seen(self, findings: Iterable[Finding], bases: Mapping[str, int] | None = None) -> None:
         """Refresh still-active findings (last seen, actual value, severity) in one transaction; the

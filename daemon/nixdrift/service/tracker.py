@@ -329,19 +329,25 @@ class Tracker:
                 if not f.accepted and f.severity >= self.threshold:
                     coalescer.add(Alert.of(Event.NEW, f, f"changed again, was {old.actual!r}"))
 
-        def appear(fid: str, fresh: Finding) -> None:
-            baseline = accepted.get(fid)
-            f = fresh.with_(source=source, accepted=baseline is not None and baseline[0] == fresh.actual)
-            if attribute is not None and source is Source.REALTIME:
-                f = f.with_(evidence={**f.evidence, "attribution": attribute(fresh)})
-            f = self._appear(f, _basis(fresh, f.accepted))
-            out.add_new(f)
-            if f.accepted or fid in self._accepted:
-                accepting[fid] = f.accepted
-            plus[_key(f)] += 1
-            writes.events.append(("new", f, "", f.actual))
-            if not f.accepted and f.severity >= self.threshold:
-                coalescer.add(Alert.of(Event.NEW, f))
+        def appear(news: list[tuple[str, Finding]]) -> None:
+            """Findings the capture found that are not recorded (as active): a page at a time."""
+            if not news:
+                return
+            prepared: list[tuple[Finding, int | None]] = []
+            for fid, fresh in news:
+                baseline = accepted.get(fid)
+                f = fresh.with_(source=source, accepted=baseline is not None and baseline[0] == fresh.actual)
+                if attribute is not None and source is Source.REALTIME:
+                    f = f.with_(evidence={**f.evidence, "attribution": attribute(fresh)})
+                prepared.append((f, _basis(fresh, f.accepted)))
+            for (fid, _fresh), f in zip(news, self._appear_many(prepared), strict=True):
+                out.add_new(f)
+                if f.accepted or fid in self._accepted:
+                    accepting[fid] = f.accepted
+                plus[_key(f)] += 1
+                writes.events.append(("new", f, "", f.actual))
+                if not f.accepted and f.severity >= self.threshold:
+                    coalescer.add(Alert.of(Event.NEW, f))
 
         def resolve(f: Finding) -> None:
             out.add_resolved(f)
@@ -367,12 +373,14 @@ class Tracker:
                     if len(page) < history.PAGE:
                         continue
                 recorded = self.store.active_rows(i for i, g in page.items() if g.category in whole or i in few)
+                news: list[tuple[str, Finding]] = []
                 for fid, fresh in sorted(page.items()):
                     row = recorded.get(fid) if fresh.category in whole or fid in few else None
                     if row is None:
-                        appear(fid, fresh)
+                        news.append((fid, fresh))
                     else:
                         compare(fid, fresh, row)
+                appear(news)
                 met.update(page)
                 page.clear()
                 writes.flush(self.store)
@@ -407,13 +415,16 @@ class Tracker:
         self.counts = self._count()
         return out
 
-    def _appear(self, f: Finding, basis: int) -> Finding:
-        """Inside the caller's transaction: record the appearance, escalate repeated drift."""
-        stored, recent = self.store.appear(f, basis=basis)
-        if recent <= REPEAT_LIMIT:
-            return stored
-        out = escalate(stored, f"appeared {recent} times in 24 h")
-        self.store.seen([out], {out.id: basis})
+    def _appear_many(self, items: list[tuple[Finding, int | None]]) -> list[Finding]:
+        """Inside the caller's transaction: record the appearances, escalate repeated drift."""
+        out: list[Finding] = []
+        for (stored, recent), (_f, basis) in zip(self.store.appear_many(items), items, strict=True):
+            if recent <= REPEAT_LIMIT:
+                out.append(stored)
+                continue
+            escalated = escalate(stored, f"appeared {recent} times in 24 h")
+            self.store.seen([escalated], {escalated.id: basis} if basis is not None else None)
+            out.append(escalated)
         return out
 
     def _carry(self, old: Finding, fresh: Finding, stamp: str, is_accepted: bool) -> Finding:
