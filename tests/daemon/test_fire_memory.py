@@ -160,15 +160,17 @@ def test_the_report_is_written_from_the_database_one_finding_at_a_time(tmp_path:
     written = [0]
 
     def publish() -> None:
-        written[0] = write_report(Devnull(sink), head, tracker.summary(), tracker.iter_current())
+        written[0] = write_report(Devnull(sink), head, tracker.summary(), tracker.iter_current_json())
 
     _held, peak = peak_of(publish)
     assert written[0] == N
     assert peak / N < PUBLISH_PER_FINDING, f"{peak / N:.0f} bytes per finding at the peak of publishing"
     # and it is the very text of the whole report
+    tracker.seen_at[Category.ETC] = "2099-01-01T00:00:00Z"  # unchanged findings seen since they were written
     whole = Report(**{**{k: getattr(head, k) for k in head.__slots__}, "findings": tuple(tracker.current())})
+    assert {f.last_seen for f in whole.findings} == {"2099-01-01T00:00:00Z"}
     text = io.StringIO()
-    write_report(text, head, tracker.summary(), tracker.iter_current())
+    write_report(text, head, tracker.summary(), tracker.iter_current_json())
     assert text.getvalue() == report_text(whole)
     store.close()
 

@@ -340,7 +340,7 @@ class Store:
                 return
             last = rows[-1][0]
 
-    def active_sorted(self, categories: Iterable[str]) -> Iterator[Finding]:
+    def active_sorted(self, categories: Iterable[str], parse: bool = True) -> Iterator[Any]:
         """The unresolved findings of these categories most severe first, then by id (the report's
         order), a page at a time."""
         cats = sorted(categories)
@@ -349,7 +349,7 @@ class Store:
         marks = ",".join("?" * len(cats))
         rank = "CASE severity " + " ".join(f"WHEN '{s.label}' THEN {s.value}" for s in Severity) + " ELSE 0 END"
         sql = (
-            f"SELECT id, data, first_seen, last_seen, count, {rank} AS r FROM findings"
+            f"SELECT id, data, first_seen, last_seen, count, {rank} AS r, category FROM findings"
             f" WHERE resolved_at IS NULL AND category IN ({marks}) AND (r < ? OR (r = ? AND id > ?))"
             f" ORDER BY r DESC, id LIMIT {PAGE}"
         )
@@ -358,7 +358,7 @@ class Store:
             with self._lock:
                 rows = self.conn.execute(sql, (*cats, after[0], after[0], after[1])).fetchall()
             for r in rows:
-                yield finding_of(r)
+                yield finding_of(r) if parse else r
             if len(rows) < PAGE:
                 return
             after = (int(rows[-1][5]), rows[-1][0])

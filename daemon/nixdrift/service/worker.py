@@ -139,17 +139,17 @@ class Job:
         return ", ".join(sorted(self.reasons)) or "scan"
 
 
-def write_report(out: IO[str], head: Report, summary: Mapping[str, int], findings: Iterable[Finding]) -> int:
+def write_report(out: IO[str], head: Report, summary: Mapping[str, int], findings: Iterable[Finding | str]) -> int:
     """`json.dumps(report.to_json(), sort_keys=True)`, the same text, written one finding at a time
-    from `findings` (already in the report's order): a report of 100,000 findings never exists whole,
-    neither as findings nor as text. Returns how many findings it wrote."""
+    from `findings` (already in the report's order; each a Finding or its JSON text): a report of
+    100,000 findings never exists whole, neither as findings nor as text. Returns how many it wrote."""
     top = head.to_json()
     top["summary"] = dict(summary)
     before, _, after = json.dumps({**top, "findings": 0}, sort_keys=True).partition('"findings": 0')
     out.write(before + '"findings": [')
     n = 0
     for f in findings:
-        out.write((", " if n else "") + json.dumps(f.to_json(), sort_keys=True))
+        out.write((", " if n else "") + (f if isinstance(f, str) else json.dumps(f.to_json(), sort_keys=True)))
         n += 1
     out.write("]" + after)
     return n
@@ -619,7 +619,7 @@ class Worker:
         staged = self.state_dir / ".report.json.part"
         try:
             with staged.open("w", encoding="utf-8") as out:
-                n = write_report(out, head, self.tracker.summary(), self.tracker.iter_current())
+                n = write_report(out, head, self.tracker.summary(), self.tracker.iter_current_json())
             self.store.put_meta_file("report", staged)
         finally:
             staged.unlink(missing_ok=True)
