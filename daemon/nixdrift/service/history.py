@@ -49,6 +49,7 @@ CREATE TABLE IF NOT EXISTS findings(
   data TEXT NOT NULL, first_seen TEXT NOT NULL, last_seen TEXT NOT NULL, count INTEGER NOT NULL,
   resolved_at TEXT);
 CREATE INDEX IF NOT EXISTS findings_open ON findings(category, id) WHERE resolved_at IS NULL;
+CREATE INDEX IF NOT EXISTS findings_rank ON findings(severity, id) WHERE resolved_at IS NULL;
 CREATE TABLE IF NOT EXISTS appearances(id TEXT NOT NULL, at REAL NOT NULL);
 CREATE INDEX IF NOT EXISTS appearances_id ON appearances(id, at);
 CREATE TABLE IF NOT EXISTS accepted(id TEXT PRIMARY KEY, actual TEXT NOT NULL, reason TEXT NOT NULL, at TEXT NOT NULL);
@@ -342,26 +343,27 @@ class Store:
 
     def active_sorted(self, categories: Iterable[str], parse: bool = True) -> Iterator[Any]:
         """The unresolved findings of these categories most severe first, then by id (the report's
-        order), a page at a time."""
+        order), a page at a time, along an index (no sort); rows (id, data, first_seen, last_seen,
+        count, severity, category) unless `parse`."""
         cats = sorted(categories)
         if not cats:
             return
         marks = ",".join("?" * len(cats))
-        rank = "CASE severity " + " ".join(f"WHEN '{s.label}' THEN {s.value}" for s in Severity) + " ELSE 0 END"
         sql = (
-            f"SELECT id, data, first_seen, last_seen, count, {rank} AS r, category FROM findings"
-            f" WHERE resolved_at IS NULL AND category IN ({marks}) AND (r < ? OR (r = ? AND id > ?))"
-            f" ORDER BY r DESC, id LIMIT {PAGE}"
+            "SELECT id, data, first_seen, last_seen, count, severity, category FROM findings"
+            f" WHERE resolved_at IS NULL AND severity = ? AND id > ? AND category IN ({marks})"
+            f" ORDER BY id LIMIT {PAGE}"
         )
-        after: tuple[int, Any] = (max(s.value for s in Severity) + 1, "")
-        while True:
-            with self._lock:
-                rows = self.conn.execute(sql, (*cats, after[0], after[0], after[1])).fetchall()
-            for r in rows:
-                yield finding_of(r) if parse else r
-            if len(rows) < PAGE:
-                return
-            after = (int(rows[-1][5]), rows[-1][0])
+        for severity in sorted(Severity, reverse=True):
+            last: Any = ""
+            while True:
+                with self._lock:
+                    rows = self.conn.execute(sql, (severity.label, last, *cats)).fetchall()
+                for r in rows:
+                    yield finding_of(r) if parse else r
+                if len(rows) < PAGE:
+                    break
+                last = rows[-1][0]
 
     def appear(self, finding: Finding, at: float | None = None, basis: int | None = None) -> tuple[Finding, int]:
         """Record a new appearance (with the digest of what its comparator said, `basis`); return the

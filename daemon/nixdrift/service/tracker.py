@@ -119,6 +119,25 @@ class Coalescer:
         return [a for _at, a in out]
 
 
+def _stamped(data: str, first: str, last: str, count: int) -> str | None:
+    """A stored record's JSON (sorted keys) with its last seen replaced, when its first seen and
+    count are the history's (as every write leaves them); None when they are not."""
+    if f'"count": {count}, "evidence": ' not in data or f'"first_seen": {json.dumps(first)}, "fix": ' not in data:
+        return None
+    key = '"last_seen": "'
+    at = data.rfind(key)
+    end = data.find('", "message": ', at) if at >= 0 else -1
+    if end < 0:
+        return None
+    return data[: at + len(key)] + last + data[end:]
+
+
+def _restamped(data: str, first: str, last: str, count: int) -> str:
+    record = json.loads(data)
+    record["first_seen"], record["last_seen"], record["count"] = first, last, count
+    return json.dumps(record, sort_keys=True)
+
+
 def scan_failed(category: Category, section: Section[Any]) -> bool:
     """Whether a category could not be judged because the daemon's own work failed: its capture
     raised, or its comparator did (`pipeline.comparator_failed`). Either is a "scan failed" alert."""
@@ -526,15 +545,13 @@ class Tracker:
 
     def iter_current_json(self) -> Iterator[str]:
         """`iter_current`, each finding as `json.dumps(f.to_json(), sort_keys=True)`: its stored
-        record with its history's first seen, last seen and count, never parsed into a Finding (the
-        report of 15,000 findings is rewritten in about half the time)."""
+        record with its history's last seen put in, never parsed into a Finding (the report of
+        15,000 findings is rewritten in a fraction of the time)."""
         for r in self.store.active_sorted((c.value for c in self.family), parse=False):
-            data = json.loads(r[1])
             seen = self.seen_at.get(Category(r[6]))
             last = str(r[3])
-            data["first_seen"], data["count"] = r[2], int(r[4])
-            data["last_seen"] = seen if seen is not None and seen > last else last
-            yield json.dumps(data, sort_keys=True)
+            last = seen if seen is not None and seen > last else last
+            yield _stamped(r[1], str(r[2]), last, int(r[4])) or _restamped(r[1], str(r[2]), last, int(r[4]))
 
     def current(self) -> list[Finding]:
         """`iter_current`, whole (a cluster's findings: a few)."""
