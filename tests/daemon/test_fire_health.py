@@ -124,11 +124,10 @@ def test_a_full_disk_under_the_state_directory_is_said_and_recovered(tmp_path: P
         assert d.proc is not None and d.notify is not None
         inside = Path(f"/proc/{d.proc.pid}/root") / str(d.state).lstrip("/")
         filler = inside / "filler"
-        with filler.open("wb") as fh:
+        with filler.open("wb", buffering=0) as fh:  # unbuffered: closing it has nothing left to write
             try:
                 while True:
                     fh.write(b"\0" * 65536)
-                    fh.flush()
             except OSError:
                 pass
         planted = [f"/etc/full{i:03d}.conf" for i in range(200)]

@@ -621,6 +621,8 @@ class Worker:
             with staged.open("w", encoding="utf-8") as out:
                 n = write_report(out, head, self.tracker.summary(), self.tracker.iter_current_json())
             self.store.put_meta_file("report", staged)
+        except OSError as exc:  # beside the database, on its disk: a full disk is the database's
+            raise sqlite3.OperationalError(f"cannot stage the report in {staged.parent}: {exc}") from exc
         finally:
             staged.unlink(missing_ok=True)
         self.store.put_meta("captured_at", json.dumps(self.captured_at, sort_keys=True))
