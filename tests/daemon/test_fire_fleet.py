@@ -34,11 +34,11 @@ def test_an_outbox_that_cannot_be_read_does_not_stop_the_sender(api: FakeAPI, tm
         outbox = tmp_path / "state" / "nixdrift.db"
         outbox.write_bytes(b"this is not a database" * 100)  # a real SQLite error on every use
         sink.submit(make_report("web1", generated_at="2024-05-01T12:00:00Z"), changed=True)
-        wait_for(lambda: "not a database" in sink.last_error, 10, "the sender to hit the broken outbox")
+        wait_for(lambda: "not a database" in sink.last_error, 30, "the sender to hit the broken outbox")
         assert sink._thread.is_alive()
         outbox.unlink()  # fixed (as a freed disk or a restored file would be)
         sink.submit(make_report("web1", generated_at="2024-05-01T12:05:00Z"), changed=True)
-        wait_for(lambda: ("fleet", "web1") in api.objects, 10, "the report to land after the error")
+        wait_for(lambda: ("fleet", "web1") in api.objects, 30, "the report to land after the error")
         sent = api.objects[("fleet", "web1")]
         assert sent["metadata"]["annotations"]  # the real object, applied by the real client
         assert sink._thread.is_alive()
