@@ -230,32 +230,27 @@ class Store:
     def active_keys(self, categories: Iterable[str]) -> Iterator[tuple[str, str, str, bool]]:
         """(id, category, severity, accepted) of each unresolved finding of these categories, read a
         page at a time: what the daemon keeps in memory of its active findings."""
-        cats = sorted(categories)
-        marks = ",".join("?" * len(cats))
-        sql = (
-            "SELECT id, category, severity, json_extract(data, '$.accepted') FROM findings"
-            f" WHERE resolved_at IS NULL AND category IN ({marks}) AND id > ? ORDER BY id LIMIT {PAGE}"
-        )
-        last: Any = ""
-        while True:
-            with self._lock:
-                rows = self.conn.execute(sql, (*cats, last)).fetchall()
-            for i, c, sev, acc in rows:
+        columns = "id, category, severity, json_extract(data, '$.accepted')"
+        for page in self._unresolved(columns, categories):
+            for i, c, sev, acc in page:
                 yield str(_s(i)), str(c), str(sev), bool(acc)
-            if len(rows) < PAGE:
-                return
-            last = rows[-1][0]
 
     def active_pages(self, categories: Iterable[str]) -> Iterator[list[tuple[str, Any]]]:
         """The unresolved findings of these categories in id order, a page of (id, row) at a time,
         each page read whole before the caller writes: a reconcile of 100,000 known findings holds
         one page. `row` is parsed by `finding_of` only when needed."""
+        for page in self._unresolved("id, data, first_seen, last_seen, count, basis", categories):
+            yield [(str(_s(r[0])), r) for r in page]
+
+    def _unresolved(self, columns: str, categories: Iterable[str]) -> Iterator[list[Any]]:
+        """`columns` (the first is the id) of the unresolved findings of these categories, in id
+        order, PAGE rows at a time (keyset paging: each page is read whole, under the lock)."""
         cats = sorted(categories)
         if not cats:
             return
         marks = ",".join("?" * len(cats))
         sql = (
-            "SELECT id, data, first_seen, last_seen, count, basis FROM findings"
+            f"SELECT {columns} FROM findings"
             f" WHERE resolved_at IS NULL AND category IN ({marks}) AND id > ? ORDER BY id LIMIT {PAGE}"
         )
         last: Any = ""
@@ -263,7 +258,7 @@ class Store:
             with self._lock:
                 rows = self.conn.execute(sql, (*cats, last)).fetchall()
             if rows:
-                yield [(str(_s(r[0])), r) for r in rows]
+                yield rows
             if len(rows) < PAGE:
                 return
             last = rows[-1][0]
