@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import random
 import shutil
 import sqlite3
 import statistics
@@ -59,11 +60,11 @@ class PeakRSS:
         return self.peak
 
 
-def counts(state: Path, kind: str) -> dict[str, int]:
+def counts(state: Path, kind: str, below: str = "/etc/storm/") -> dict[str, int]:
     db = sqlite3.connect(f"file:{state / 'history.db'}?mode=ro", uri=True, timeout=60)
     try:
         rows = db.execute(
-            "SELECT path, COUNT(*) FROM events WHERE kind = ? AND path LIKE '/etc/storm/%' GROUP BY path", (kind,)
+            "SELECT path, COUNT(*) FROM events WHERE kind = ? AND path LIKE ? GROUP BY path", (kind, f"{below}%")
         ).fetchall()
     finally:
         db.close()
@@ -166,6 +167,57 @@ def daemon_storm(
     return crashed, wrong, left, create, delete, peak, alerts
 
 
+def undelivered(state: Path) -> int:
+    db = sqlite3.connect(f"file:{state / 'history.db'}?mode=ro", uri=True, timeout=60)
+    try:
+        return int(db.execute("SELECT COUNT(*) FROM alerts WHERE delivered_at IS NULL").fetchone()[0])
+    finally:
+        db.close()
+
+
+def kill_trials(trials: int, files: int, deadline: float, seed: int) -> tuple[int, int, int, int, list[float]]:
+    """Issue 9's repro, `trials` times on one host and state: `files` files created in a directory
+    of /etc, the daemon killed with SIGKILL a random 0.2-1.5 s later (mid-storm), then started
+    again. Returns (files, files without exactly one "new" event, alerts recorded and never
+    delivered, restarts that never reached READY, the kill times)."""
+    rng = random.Random(seed)
+    tmp = Path(tempfile.mkdtemp(prefix="nixdrift-kill-"))
+    host = build_host(tmp)
+    (tmp / "config.yaml").write_text("alertThreshold: low\n")
+    state = tmp / "state"
+    d = Daemon(host=host, state=state, config=tmp / "config.yaml").start(watchdog_usec=None)
+    d.wait_ready(120)
+    wrong = unready = 0
+    kills = []
+    for trial in range(trials):
+        below = f"/etc/kill{trial}/"
+        directory = host.etc(f"kill{trial}")
+        directory.mkdir()
+        started = time.monotonic()
+        for i in range(files):
+            (directory / f"f{i:05d}").write_text("x\n")
+        kills.append(rng.uniform(0.2, 1.5))
+        time.sleep(max(0.0, started + kills[-1] - time.monotonic()))
+        assert d.proc is not None
+        d.proc.kill()
+        d.proc.wait(30)
+        d = Daemon(host=host, state=state, config=tmp / "config.yaml").start(watchdog_usec=None)
+        try:
+            d.wait_ready(300)
+            wait_for(lambda b=below: len(counts(state, "new", b)) >= files, deadline, "the files recorded")
+        except AssertionError as exc:
+            unready += 1
+            print(f"  (kill {trial}: {exc})", file=sys.stderr)
+        new = counts(state, "new", below)
+        wrong += sum(1 for i in range(files) if new.get(f"{below}f{i:05d}") != 1)
+    with contextlib.suppress(AssertionError):  # what is left is the figure
+        wait_for(lambda: undelivered(state) == 0, 60, "every recorded alert delivered")
+    left = undelivered(state)
+    d.stop(timeout=30)
+    shutil.rmtree(tmp, ignore_errors=True)
+    return trials * files, wrong, left, unready, kills
+
+
 def inotifywait_storm(files: int) -> tuple[float, float, int]:
     """The same storm under a plain directory watched by `inotifywait -r`: the floor."""
     tmp = Path(tempfile.mkdtemp(prefix="nixdrift-iw-"))
@@ -221,29 +273,7 @@ def latency_with_active(active: int, edits: int) -> tuple[list[float], float]:
     return out, ready
 
 
-def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--files", default="20000,100000", help="storm sizes, comma separated")
-    ap.add_argument("--active", type=int, default=15_000, help="findings already recorded for the latency run")
-    ap.add_argument("--edits", type=int, default=50)
-    ap.add_argument("--deadline", type=float, default=600.0, help="seconds to wait for a storm to settle")
-    ap.add_argument("--no-floor", action="store_true", help="skip the inotifywait runs")
-    ap.add_argument(
-        "--tracemalloc",
-        metavar="FILE",
-        help="trace the storm daemons' allocations; FILE.<files> gets the top sites at the highest point"
-        " (slows the daemon: its times and RSS are then not the figures)",
-    )
-    args = ap.parse_args()
-    results: list[StormResult] = []
-    for files in (int(x) for x in args.files.split(",") if x):
-        crashed, wrong, left, create, delete, peak, alerts = daemon_storm(files, args.deadline, args.tracemalloc)
-        iw_create, iw_delete, iw_seen = (
-            inotifywait_storm(files) if not args.no_floor else (float("nan"), float("nan"), 0)
-        )
-        results.append(
-            StormResult(files, crashed, wrong, left, create, delete, peak, alerts, iw_create, iw_delete, iw_seen)
-        )
+def print_storms(results: list[StormResult]) -> None:
     print(f"{'storm (files created, then deleted)':<44}" + "".join(f"{r.files:>16,}" for r in results))
     rows = [
         ("daemon crashed", [("yes" if r.crashed else "no") for r in results]),
@@ -259,6 +289,47 @@ def main() -> None:
     ]
     for name, values in rows:
         print(f"{name:<44}" + "".join(f"{v:>16}" for v in values))
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--files", default="20000,100000", help="storm sizes, comma separated")
+    ap.add_argument("--active", type=int, default=15_000, help="findings already recorded for the latency run")
+    ap.add_argument("--edits", type=int, default=50)
+    ap.add_argument("--deadline", type=float, default=600.0, help="seconds to wait for a storm to settle")
+    ap.add_argument("--no-floor", action="store_true", help="skip the inotifywait runs")
+    ap.add_argument(
+        "--tracemalloc",
+        metavar="FILE",
+        help="trace the storm daemons' allocations; FILE.<files> gets the top sites at the highest point"
+        " (slows the daemon: its times and RSS are then not the figures)",
+    )
+    ap.add_argument("--kills", type=int, default=0, help="SIGKILL trials (issue 9's repro) before the storms")
+    ap.add_argument("--kill-files", type=int, default=3000, help="files created in each SIGKILL trial")
+    ap.add_argument("--seed", type=int, default=9, help="seed of the kill times")
+    args = ap.parse_args()
+    if args.kills:
+        total, wrong, left, unready, kills = kill_trials(args.kills, args.kill_files, args.deadline, args.seed)
+        print(
+            f"SIGKILL mid-storm, {args.kills} times ({args.kill_files:,} files each; killed after "
+            + ", ".join(f"{k:.2f}" for k in kills)
+            + " s), restarted on the same state:"
+        )
+        print(
+            f"  files without exactly one new event: {wrong} of {total:,}; alerts never delivered: {left};"
+            f" restarts not READY or not settled: {unready}"
+        )
+    results: list[StormResult] = []
+    for files in (int(x) for x in args.files.split(",") if x):
+        crashed, wrong, left, create, delete, peak, alerts = daemon_storm(files, args.deadline, args.tracemalloc)
+        iw_create, iw_delete, iw_seen = (
+            inotifywait_storm(files) if not args.no_floor else (float("nan"), float("nan"), 0)
+        )
+        results.append(
+            StormResult(files, crashed, wrong, left, create, delete, peak, alerts, iw_create, iw_delete, iw_seen)
+        )
+    if results:
+        print_storms(results)
     if args.active and args.edits:
         lat, ready = latency_with_active(args.active, args.edits)
         print(f"\nwith {args.active:,} active findings: start scan to READY {ready:.1f} s")
