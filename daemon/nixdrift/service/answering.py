@@ -75,9 +75,7 @@ def publish(
     True when it was published or handed over. Never raises."""
     directory = answer.daemon_dir(state_dir)
     try:
-        with _lock:
-            generation = _generation[directory] = _generation.get(directory, 0) + 1
-            answer.discard(directory)
+        generation = retire(state_dir)
         if findings > MAX_FINDINGS:
             log.info("no answer published for `nixdrift check`: %d findings (it reads the history)", findings)
             return False
@@ -96,6 +94,20 @@ def publish(
     except Exception:  # an answer is only a shortcut: never let it cost the daemon its report
         log.exception("publishing the answer for `nixdrift check` in %s failed (it reads the history)", directory)
         return False
+
+
+def retire(state_dir: Path) -> int:
+    """Discard the published answer, and any answer still being rendered, before a new report is
+    stored: a crash between the two then leaves no answer older than the stored report. Returns
+    the new generation. Never raises (an answer that cannot be removed is logged)."""
+    directory = answer.daemon_dir(state_dir)
+    with _lock:
+        generation = _generation[directory] = _generation.get(directory, 0) + 1
+        try:
+            answer.discard(directory)
+        except OSError as exc:
+            log.warning("cannot discard the answer for `nixdrift check` in %s: %s", directory, exc)
+    return generation
 
 
 def render(job: Job) -> bool:

@@ -620,6 +620,7 @@ class Worker:
         try:
             with staged.open("w", encoding="utf-8") as out:
                 n = write_report(out, head, self.tracker.summary(), self.tracker.iter_current_json())
+            answering.retire(self.state_dir)  # no answer outlives the report it was made of, even in a crash
             self.store.put_meta_file("report", staged)
         except OSError as exc:  # beside the database, on its disk: a full disk is the database's
             raise sqlite3.OperationalError(f"cannot stage the report in {staged.parent}: {exc}") from exc
