@@ -232,21 +232,46 @@ def _live_entries(
         except OSError as exc:
             problems.append(f"/etc/{printable(rel)}: cannot stat: {exc.strerror or type(exc).__name__}")
             continue
-        kind = _type_of(st.st_mode)
-        if kind is EntryType.FILE and held and (record := held.get(f"/etc/{rel}")) is not None:
-            # a snapshot holds this file by digest only: what the host had, not the empty stand-in
-            digest = record.sha256 if _wants_digest(rel, closure, clean) else None
-            entries[rel] = EtcEntry(rel, kind, record.mode, record.uid, record.gid, None, digest, record.size)
-            continue
-        digest = None
-        if kind is EntryType.FILE and _wants_digest(rel, closure, clean):
-            try:
-                digest = statcache.sha256(Path(entry.path), sha256_of, st)  # from the stat cache if unchanged
-            except OSError as exc:
-                problems.append(f"/etc/{printable(rel)}: cannot read: {exc.strerror or type(exc).__name__}")
-        mode = stat.S_IMODE(st.st_mode)
-        entries[rel] = EtcEntry(rel, kind, mode, st.st_uid, st.st_gid, None, digest, st.st_size)
+        entries[rel] = entry_of(entry.path, rel, st, closure, clean, held, problems)
     return entries
+
+
+def entry_of(
+    path: str,
+    rel: str,
+    st: os.stat_result,
+    closure: Mapping[str, ClosureEntry] | None,
+    clean: frozenset[str],
+    held: Mapping[str, digests.Held] | None,
+    problems: list[str],
+) -> EtcEntry:
+    """The live entry of what is not a symlink at `path` (its lstat `st`), hashed where it will be
+    compared byte for byte."""
+    kind = _type_of(st.st_mode)
+    if kind is EntryType.FILE and held and (record := held.get(f"/etc/{rel}")) is not None:
+        # a snapshot holds this file by digest only: what the host had, not the empty stand-in
+        digest = record.sha256 if _wants_digest(rel, closure, clean) else None
+        return EtcEntry(rel, kind, record.mode, record.uid, record.gid, None, digest, record.size)
+    digest = None
+    if kind is EntryType.FILE and _wants_digest(rel, closure, clean):
+        try:
+            digest = statcache.sha256(Path(path), sha256_of, st)  # from the stat cache if unchanged
+        except OSError as exc:
+            problems.append(f"/etc/{printable(rel)}: cannot read: {exc.strerror or type(exc).__name__}")
+    return EtcEntry(rel, kind, stat.S_IMODE(st.st_mode), st.st_uid, st.st_gid, None, digest, st.st_size)
+
+
+def read_clean(root: Root, problems: list[str]) -> frozenset[str]:
+    """The managed copies /etc/.clean lists (none when it is absent; a problem when unreadable)."""
+    try:
+        clean_rels, bad = parse_clean(root.read_text(CLEAN))
+    except FileNotFoundError:
+        return frozenset()
+    except OSError as exc:
+        problems.append(f"{CLEAN}: cannot read: {exc.strerror or type(exc).__name__}")
+        return frozenset()
+    problems.extend(bad)
+    return frozenset(clean_rels)
 
 
 def _with_source_digests(
@@ -394,15 +419,7 @@ def capture(root: Root, declared: EtcNeeds) -> Section[EtcLive]:
     except OSError as exc:  # the empty stand-ins of held files must not be compared as the files
         return Section.missing(Category.ETC, str(exc))
     problems: list[str] = []
-    try:
-        clean_rels, bad = parse_clean(root.read_text(CLEAN))
-        problems.extend(bad)
-    except FileNotFoundError:
-        clean_rels = ()
-    except OSError as exc:
-        problems.append(f"{CLEAN}: cannot read: {exc.strerror or type(exc).__name__}")
-        clean_rels = ()
-    clean = frozenset(clean_rels)
+    clean = read_clean(root, problems)
     tree, host = _reference_tree(root, declared, problems)
     closure = _closure_entries(root, tree, host, problems) if tree is not None else None
     unlisted: list[str] = []

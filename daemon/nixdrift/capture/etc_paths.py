@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from nixdrift import layout
-from nixdrift.capture import digests, statcache
+from nixdrift.capture import digests
 from nixdrift.capture import etc as full
 from nixdrift.capture.needs import EtcNeeds
 from nixdrift.live.etc import ClosureEntry, EntryType, EtcEntry, EtcLive, OverlayLive, UpperKind, skipped
@@ -141,18 +141,7 @@ def _entry(
     except OSError as exc:
         problems.append(f"/etc/{printable(rel)}: cannot stat: {exc.strerror or type(exc).__name__}")
         return None
-    kind = full._type_of(st.st_mode)
-    wants = full._wants_digest(rel, closure, clean)
-    if kind is EntryType.FILE and held and (record := held.get(f"/etc/{rel}")) is not None:
-        digest = record.sha256 if wants else None
-        return EtcEntry(rel, kind, record.mode, record.uid, record.gid, None, digest, record.size)
-    digest = None
-    if kind is EntryType.FILE and wants:
-        try:
-            digest = statcache.sha256(Path(path), full.sha256_of, st)
-        except OSError as exc:
-            problems.append(f"/etc/{printable(rel)}: cannot read: {exc.strerror or type(exc).__name__}")
-    return EtcEntry(rel, kind, stat.S_IMODE(st.st_mode), st.st_uid, st.st_gid, None, digest, st.st_size)
+    return full.entry_of(path, rel, st, closure, clean, held, problems)
 
 
 def _live(
@@ -238,15 +227,7 @@ def capture_paths(root: Root, declared: EtcNeeds, scope: Scope) -> Section[EtcLi
     except OSError as exc:
         return Section.missing(Category.ETC, str(exc))
     problems: list[str] = []
-    try:
-        clean_rels, bad = full.parse_clean(root.read_text(full.CLEAN))
-        problems.extend(bad)
-    except FileNotFoundError:
-        clean_rels = ()
-    except OSError as exc:
-        problems.append(f"{full.CLEAN}: cannot read: {exc.strerror or type(exc).__name__}")
-        clean_rels = ()
-    clean = frozenset(clean_rels)
+    clean = full.read_clean(root, problems)
     tree, host = full._reference_tree(root, declared, problems)
     closure = _closure(root, tree, host, scope, problems) if tree is not None else None
     unlisted: list[str] = []

@@ -318,23 +318,8 @@ class Store:
 
     def active_ids(self, categories: Iterable[str]) -> Iterator[list[str]]:
         """The ids of the unresolved findings of these categories, a page at a time, in id order."""
-        cats = sorted(categories)
-        if not cats:
-            return
-        marks = ",".join("?" * len(cats))
-        sql = (
-            f"SELECT id FROM findings WHERE resolved_at IS NULL AND category IN ({marks}) AND id > ?"
-            f" ORDER BY id LIMIT {PAGE}"
-        )
-        last: Any = ""
-        while True:
-            with self._lock:
-                rows = self.conn.execute(sql, (*cats, last)).fetchall()
-            if rows:
-                yield [str(_s(r[0])) for r in rows]
-            if len(rows) < PAGE:
-                return
-            last = rows[-1][0]
+        for page in self._unresolved("id", categories):
+            yield [str(_s(r[0])) for r in page]
 
     def active_sorted(self, categories: Iterable[str], parse: bool = True) -> Iterator[Any]:
         """The unresolved findings of these categories most severe first, then by id (the report's
