@@ -14,7 +14,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from daemon_host import Host
+from daemon_host import Host, build_host
 
 ALERT = re.compile(r"^nixdrift: ALERT (\S+) (\S+) id=(\S+) subject=(.*?) path=(\S+): (.*)$")
 
@@ -151,3 +151,23 @@ class Daemon:
         if self.notify is not None:
             self.notify.close()
         return took
+
+
+STARTED: list[Daemon] = []  # made by make_daemon: killed after each test if still running (conftest)
+
+
+def make_daemon(tmp: Path, config: str = "alertThreshold: low\n", host: Host | None = None, **env: str) -> Daemon:
+    """A daemon (not started) on a fixture host below `tmp` (or `host`), with `config` and `env`."""
+    (tmp / "config.yaml").write_text(config)
+    d = Daemon(host=host or build_host(tmp), state=tmp / "state", config=tmp / "config.yaml", env=dict(env))
+    STARTED.append(d)
+    return d
+
+
+def reap() -> None:
+    """A failing test must not leave its daemon running."""
+    for d in STARTED:
+        if d.proc is not None and d.proc.poll() is None:
+            d.proc.kill()
+            d.proc.wait(10)
+    STARTED.clear()

@@ -7,34 +7,12 @@ import signal
 import sqlite3
 import subprocess
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from daemon_harness import Daemon, wait_for
-from daemon_host import build_host
+from daemon_harness import make_daemon, wait_for
 
 pytestmark = [pytest.mark.nix, pytest.mark.skipif(shutil.which("nix") is None, reason="needs nix")]
-
-_STARTED: list[Daemon] = []
-
-
-@pytest.fixture(autouse=True)
-def _reap() -> Iterator[None]:
-    yield
-    for d in _STARTED:
-        if d.proc is not None and d.proc.poll() is None:
-            d.proc.kill()
-            d.proc.wait(10)
-    _STARTED.clear()
-
-
-def make(tmp: Path) -> Daemon:
-    host = build_host(tmp)
-    (tmp / "config.yaml").write_text("alertThreshold: low\n")
-    d = Daemon(host=host, state=tmp / "state", config=tmp / "config.yaml")
-    _STARTED.append(d)
-    return d
 
 
 def rows(state: Path) -> dict[str, tuple[str, str]]:
@@ -47,7 +25,7 @@ def rows(state: Path) -> dict[str, tuple[str, str]]:
 
 
 def test_an_event_rewrites_only_the_findings_that_changed(tmp_path: Path) -> None:
-    d = make(tmp_path)
+    d = make_daemon(tmp_path)
     many = d.host.etc("many")
     many.mkdir(parents=True)
     for i in range(500):
@@ -72,7 +50,7 @@ def test_an_event_rewrites_only_the_findings_that_changed(tmp_path: Path) -> Non
 def test_report_files_are_written_at_most_once_a_second_of_activity(tmp_path: Path) -> None:
     if shutil.which("inotifywait") is None:
         pytest.skip("needs inotifywait")
-    d = make(tmp_path).start()
+    d = make_daemon(tmp_path).start()
     d.wait_ready()
     watcher = subprocess.Popen(
         ["inotifywait", "-m", "-e", "moved_to", "--format", "%f", str(d.state)],

@@ -6,34 +6,12 @@ from __future__ import annotations
 import shutil
 import signal
 import sqlite3
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from daemon_harness import Daemon, wait_for
-from daemon_host import build_host
+from daemon_harness import Daemon, make_daemon, wait_for
 
 pytestmark = [pytest.mark.nix, pytest.mark.skipif(shutil.which("nix") is None, reason="needs nix")]
-
-_STARTED: list[Daemon] = []
-
-
-@pytest.fixture(autouse=True)
-def _reap() -> Iterator[None]:
-    yield
-    for d in _STARTED:
-        if d.proc is not None and d.proc.poll() is None:
-            d.proc.kill()
-            d.proc.wait(10)
-    _STARTED.clear()
-
-
-def make(tmp: Path, **env: str) -> Daemon:
-    host = build_host(tmp)
-    (tmp / "config.yaml").write_text("alertThreshold: low\n")
-    d = Daemon(host=host, state=tmp / "state", config=tmp / "config.yaml", env=dict(env))
-    _STARTED.append(d)
-    return d
 
 
 def query(state: Path, sql: str) -> list[tuple[object, ...]]:
@@ -59,7 +37,7 @@ NEW_EVENTS = (
 
 
 def test_kill_9_while_a_burst_is_recorded_leaves_every_finding_with_its_event(tmp_path: Path) -> None:
-    d = make(tmp_path).start()
+    d = make_daemon(tmp_path).start()
     d.wait_ready()
     burst = d.host.etc("b")
     burst.mkdir()
@@ -81,7 +59,7 @@ def test_kill_9_while_a_burst_is_recorded_leaves_every_finding_with_its_event(tm
 
 
 def test_an_alert_recorded_but_not_delivered_is_delivered_after_a_kill(tmp_path: Path) -> None:
-    d = make(tmp_path, NIXDRIFT_TEST_PAUSE_AT="record@2")
+    d = make_daemon(tmp_path, NIXDRIFT_TEST_PAUSE_AT="record@2")
     d.start()
     d.wait_ready()
     d.host.etc("between.conf").write_text("x\n")

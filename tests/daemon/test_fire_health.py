@@ -10,12 +10,10 @@ import sqlite3
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from daemon_harness import Daemon, NotifySocket, wait_for
-from daemon_host import build_host
+from daemon_harness import Daemon, NotifySocket, make_daemon, wait_for
 
 from nixdrift.rootfs import Root
 from nixdrift.service.routes import Tree
@@ -23,26 +21,6 @@ from nixdrift.service.watch import Batch, Debouncer, Watcher
 from nixdrift.sinks.journald import Event
 
 pytestmark = [pytest.mark.nix, pytest.mark.skipif(shutil.which("nix") is None, reason="needs nix")]
-
-_STARTED: list[Daemon] = []
-
-
-@pytest.fixture(autouse=True)
-def _reap() -> Iterator[None]:
-    yield
-    for d in _STARTED:
-        if d.proc is not None and d.proc.poll() is None:
-            d.proc.kill()
-            d.proc.wait(10)
-    _STARTED.clear()
-
-
-def make(tmp: Path, config: str = "alertThreshold: low\n", **env: str) -> Daemon:
-    host = build_host(tmp)
-    (tmp / "config.yaml").write_text(config)
-    d = Daemon(host=host, state=tmp / "state", config=tmp / "config.yaml", env=dict(env))
-    _STARTED.append(d)
-    return d
 
 
 def status(d: Daemon) -> str:
@@ -53,7 +31,9 @@ def status(d: Daemon) -> str:
 
 def test_a_stuck_worker_stops_the_watchdog_and_says_so(tmp_path: Path) -> None:
     # job 1 is the start scan; job 2 (the first event) stops at its capture until the marker goes
-    d = make(tmp_path, NIXDRIFT_TEST_PAUSE_AT="capture@2", NIXDRIFT_STUCK_AFTER="1.5").start(watchdog_usec=400_000)
+    d = make_daemon(tmp_path, NIXDRIFT_TEST_PAUSE_AT="capture@2", NIXDRIFT_STUCK_AFTER="1.5").start(
+        watchdog_usec=400_000
+    )
     d.wait_ready()
     assert d.notify is not None
     d.host.etc("during.conf").write_text("x\n")
@@ -71,7 +51,7 @@ def test_a_stuck_worker_stops_the_watchdog_and_says_so(tmp_path: Path) -> None:
 
 
 def test_a_unit_directory_deleted_and_recreated_is_watched_again(tmp_path: Path) -> None:
-    d = make(tmp_path).start(watchdog_usec=400_000)
+    d = make_daemon(tmp_path).start(watchdog_usec=400_000)
     d.wait_ready()
     assert d.notify is not None
     units = d.host.root / "run/systemd/system"
@@ -90,7 +70,7 @@ def test_a_unit_directory_deleted_and_recreated_is_watched_again(tmp_path: Path)
 
 
 def test_a_file_name_that_is_not_utf8_loses_nothing(tmp_path: Path) -> None:
-    d = make(tmp_path).start()
+    d = make_daemon(tmp_path).start()
     d.wait_ready()
     etc = os.fsencode(d.host.root / "etc")
     (d.host.root / "etc/sudoers.d").mkdir(exist_ok=True)
@@ -112,7 +92,7 @@ def test_a_full_disk_under_the_state_directory_is_said_and_recovered(tmp_path: P
     journal = NotifySocket(tmp_path / "journal.sock")
     prom = tmp_path / "prom"
     prom.mkdir()
-    d = make(tmp_path, f"alertThreshold: low\nprometheus:\n  textfileDir: {prom}\n")
+    d = make_daemon(tmp_path, f"alertThreshold: low\nprometheus:\n  textfileDir: {prom}\n")
     d.env["NIXDRIFT_JOURNAL_SOCKET"] = str(journal.path)
     d.state.mkdir()
     # the state directory is a 6 MiB tmpfs seen only by the daemon (its own mount namespace)

@@ -8,28 +8,15 @@ from __future__ import annotations
 
 import shutil
 import sqlite3
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from daemon_harness import Daemon, wait_for
+from daemon_harness import make_daemon, wait_for
 from daemon_host import build_host
 
 pytestmark = [pytest.mark.nix, pytest.mark.skipif(shutil.which("nix") is None, reason="needs nix")]
 
 KNOWN = 15_000
-
-_STARTED: list[Daemon] = []
-
-
-@pytest.fixture(autouse=True)
-def _reap() -> Iterator[None]:
-    yield
-    for d in _STARTED:
-        if d.proc is not None and d.proc.poll() is None:
-            d.proc.kill()
-            d.proc.wait(10)
-    _STARTED.clear()
 
 
 def active(state: Path) -> dict[str, str]:
@@ -47,9 +34,7 @@ def test_an_edit_alerts_among_15000_known_findings_and_touches_only_its_own(tmp_
     many.mkdir()
     for i in range(KNOWN):
         (many / f"m{i:05d}").write_text("x\n")
-    (tmp_path / "config.yaml").write_text("alertThreshold: low\n")
-    d = Daemon(host=host, state=tmp_path / "state", config=tmp_path / "config.yaml")
-    _STARTED.append(d)
+    d = make_daemon(tmp_path, host=host)
     d.start(watchdog_usec=None)
     d.wait_ready(300)
     before = active(d.state)
