@@ -359,16 +359,23 @@ def _upper_entries(
             st = entry.stat(follow_symlinks=False)
         except OSError:
             continue
-        if _whiteout(st):
-            out[rel] = UpperKind.WHITEOUT
-        elif stat.S_ISDIR(st.st_mode):
-            if _opaque(entry.path):
-                out[rel] = UpperKind.OPAQUE
-            elif rel not in below_lower and rel not in lower:
-                out[rel] = UpperKind.NEW
-        else:
-            out[rel] = UpperKind.COPY_UP if rel in lower else UpperKind.NEW
+        if (kind := upper_kind(entry.path, rel, st, lower, below_lower)) is not None:
+            out[rel] = kind
     return out
+
+
+def upper_kind(
+    path: str, rel: str, st: os.stat_result, lower: frozenset[str], below_lower: frozenset[str]
+) -> UpperKind | None:
+    """What an entry of the overlay's upper directory is: a whiteout, an opaque or new directory, a
+    copied-up or new file; None for a directory made only to hold what is below it."""
+    if _whiteout(st):
+        return UpperKind.WHITEOUT
+    if stat.S_ISDIR(st.st_mode):
+        if _opaque(path):
+            return UpperKind.OPAQUE
+        return UpperKind.NEW if rel not in below_lower and rel not in lower else None
+    return UpperKind.COPY_UP if rel in lower else UpperKind.NEW
 
 
 def _overlay(

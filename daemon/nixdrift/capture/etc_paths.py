@@ -202,17 +202,8 @@ def _upper(root: Root, upper: str, scope: Scope, closure: dict[str, ClosureEntry
         for rel in rels:
             path = os.path.join(top, rel)
             st = _lstat(path)
-            if st is None:
-                continue
-            if full._whiteout(st):
-                out[rel] = UpperKind.WHITEOUT
-            elif stat.S_ISDIR(st.st_mode):
-                if full._opaque(path):
-                    out[rel] = UpperKind.OPAQUE
-                elif rel not in below_lower and rel not in lower:
-                    out[rel] = UpperKind.NEW
-            else:
-                out[rel] = UpperKind.COPY_UP if rel in lower else UpperKind.NEW
+            if st is not None and (kind := full.upper_kind(path, rel, st, lower, below_lower)) is not None:
+                out[rel] = kind
     return out
 
 
